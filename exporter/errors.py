@@ -1,0 +1,68 @@
+"""One exception hierarchy for the whole exporter; each error knows its process exit code."""
+
+from __future__ import annotations
+
+
+class ExporterError(Exception):
+    """Base class. ``exit_code`` is what the CLI returns when this error ends a run."""
+
+    exit_code = 1
+
+
+class JobFileError(ExporterError):
+    """The job file (or a command-line override) is invalid."""
+
+    exit_code = 2
+
+
+class AuthError(ExporterError):
+    """401/403 or a failed login: retrying cannot help, so the run stops at once."""
+
+    exit_code = 3
+
+
+class HTTPError(ExporterError):
+    """An HTTP exchange failed. ``transient`` errors are retried by the client."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        transient: bool = False,
+        retry_after: float | None = None,
+        url: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+        self.retry_after = retry_after
+        self.url = url
+
+
+class RetriesExhausted(ExporterError):
+    """A transient error kept happening until the attempt or time budget ran out."""
+
+
+class PaginationError(ExporterError):
+    """The server broke a paging rule (cursor did not advance, ids went backwards, a page repeated)."""
+
+
+class DataError(ExporterError):
+    """A page could not be turned into rows (not JSON, wrong envelope)."""
+
+
+class SchemaDriftError(ExporterError):
+    """``schema_drift = "strict"`` and the API sent fields the schema does not know."""
+
+
+class CheckpointError(ExporterError):
+    """A checkpoint cannot be used for this run (different job definition, corrupt state)."""
+
+    exit_code = 2
+
+
+class Interrupted(ExporterError):
+    """SIGINT/SIGTERM: the run stopped after flushing and checkpointing."""
+
+    exit_code = 130

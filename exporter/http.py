@@ -1,0 +1,322 @@
+"""The HTTP client of one source: one aiohttp session, bounded concurrency, pacing, retries.
+
+Every request of a source goes through :meth:`HttpClient.request`, which
+- holds one of ``concurrency`` slots while the request is on the wire (the in-flight bound),
+- waits for a pacing slot shared by all tasks of the source (:class:`~exporter.ratelimit.Pacer`),
+- retries 429/500/502/503/504, timeouts, dropped connections and undecodable bodies with
+  exponential backoff and full jitter, honouring ``Retry-After`` (seconds or an HTTP date),
+- fails at once on 401/403 (after the auth plug-in had its one chance to log in again),
+- decodes the body with the caller's ``decode`` inside the retry loop, so an HTML page from a proxy
+  is retried like any transient error instead of crashing the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import aiohttp
+
+from .errors import AuthError, DataError, HTTPError, RetriesExhausted
+from .ratelimit import Pacer
+
+log = logging.getLogger("exporter.http")
+
+T = TypeVar("T")
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped by attempts and by total time per request."""
+
+    max_attempts: int = 8
+    max_elapsed: float = 300.0
+    base_delay: float = 0.25
+    max_delay: float = 30.0
+    min_429_delay: float = 0.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**attempt)], never exactly zero."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return max(0.01, rng.uniform(0, ceiling))
+
+
+@dataclass
+class RequestStats:
+    """Counters that end up in the manifest."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    errors: Counter = field(default_factory=Counter)
+    bytes: int = 0
+    logins: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "http_429": self.throttled,
+            "errors": dict(sorted(self.errors.items())),
+            "bytes_received": self.bytes,
+            "logins": self.logins,
+        }
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
+class Auth(Protocol):
+    """How a source authenticates. ``on_unauthorized`` returns True if the request may be retried."""
+
+    async def headers(self, client: HttpClient) -> dict[str, str]: ...
+
+    async def on_unauthorized(self, client: HttpClient, response: Response) -> bool: ...
+
+
+class ErrorReader(Protocol):
+    """Turns an error response into a short readable text (the API's code and message)."""
+
+    def __call__(self, response: Response) -> str: ...
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP date; None if absent/garbled."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass
+class ClientSettings:
+    base_url: str
+    concurrency: int = 8
+    rps: float | None = None
+    adaptive_rate: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    user_agent: str = "brokerexport"
+
+
+class HttpClient:
+    """One aiohttp session per source, shared by all of its tasks.
+
+    >>> async with HttpClient(settings, auth=BasicAuth(key, secret), read_error=reader) as client:
+    ...     page = await client.request("GET", "/accounts", params={"order": "asc"}, decode=decoder)
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        auth: Auth,
+        read_error: ErrorReader,
+        auth_hint: str = "",
+        on_response: Callable[[Response], float | None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.read_error = read_error
+        self.auth_hint = auth_hint
+        # a source may ask for a longer pause than Retry-After says (a blocked token, say)
+        self.on_response = on_response
+        self.stats = RequestStats()
+        self.pacer = Pacer(settings.rps, adaptive=settings.adaptive_rate)
+        self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+        self._rng = random.Random(seed)
+        self._session: aiohttp.ClientSession | None = None
+        self.in_flight = 0
+        self.peak_in_flight = 0
+
+    async def __aenter__(self) -> HttpClient:
+        connector = aiohttp.TCPConnector(
+            limit=max(1, self.settings.concurrency),
+            ssl=self._ssl_context(),
+            ttl_dns_cache=300,
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.settings.connect_timeout,
+            sock_read=self.settings.read_timeout,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            headers={"User-Agent": self.settings.user_agent, "Accept": "application/json"},
+            raise_for_status=False,
+            auto_decompress=True,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        if not self.settings.verify_tls:
+            return False
+        if self.settings.ca_bundle:
+            return ssl.create_default_context(cafile=self.settings.ca_bundle)
+        return True
+
+    def url(self, path: str) -> str:
+        return self.settings.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    async def send_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> Response:
+        """One exchange, no retries, no auth header: raw access used by auth plug-ins (login)."""
+        assert self._session is not None, "HttpClient used outside 'async with'"
+        url = self.url(path)
+        self.stats.requests += 1
+        async with self._session.request(method, url, params=params, headers=headers, json=json) as resp:
+            body = await resp.read()
+            self.stats.bytes += len(body)
+            return Response(resp.status, resp.headers, body, str(resp.url))
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        decode: Callable[[Response], T],
+    ) -> T:
+        """Send with retries; return ``decode(response)`` of the first good 2xx response."""
+        policy = self.settings.retry
+        started = time.monotonic()
+        attempt = 0
+        reauthenticated = False
+        while True:
+            attempt += 1
+            try:
+                response = await self._exchange(method, path, params)
+                status = response.status
+                if status in (401, 403):
+                    if not reauthenticated and await self.auth.on_unauthorized(self, response):
+                        reauthenticated = True
+                        attempt -= 1
+                        continue
+                    raise AuthError(self._auth_message(response))
+                if 200 <= status < 300:
+                    try:
+                        value = decode(response)
+                    except DataError as exc:
+                        raise HTTPError(
+                            f"undecodable {status} response: {exc}", status=status, transient=True
+                        ) from exc
+                    self.pacer.on_success()
+                    return value
+                raise self._status_error(response)
+            except HTTPError as exc:
+                if not exc.transient:
+                    raise
+                failure = exc
+            except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                kind = type(exc).__name__
+                failure = HTTPError(f"{kind}: {exc}" if str(exc) else kind, transient=True)
+                self.stats.errors[kind] += 1
+            delay = self._retry_delay(failure, attempt)
+            elapsed = time.monotonic() - started
+            if attempt >= policy.max_attempts or elapsed + delay > policy.max_elapsed:
+                raise RetriesExhausted(
+                    f"{method} {path} failed after {attempt} attempts in {elapsed:.1f}s; last error: {failure}"
+                ) from failure
+            self.stats.retries += 1
+            log.debug("retrying %s %s in %.2fs after: %s", method, path, delay, failure)
+            await asyncio.sleep(delay)
+
+    async def _exchange(self, method: str, path: str, params: Mapping[str, str] | None) -> Response:
+        async with self._slots:
+            await self.pacer.acquire()
+            headers = await self.auth.headers(self)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                response = await self.send_once(method, path, params=params, headers=headers)
+            finally:
+                self.in_flight -= 1
+        return response
+
+    def _status_error(self, response: Response) -> HTTPError:
+        status = response.status
+        detail = self.read_error(response)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if self.on_response is not None:
+            floor = self.on_response(response)
+            if floor is not None:
+                retry_after = max(retry_after or 0.0, floor)
+        if status == 429:
+            self.stats.throttled += 1
+            self.pacer.on_throttled()
+        transient = status in TRANSIENT_STATUSES
+        self.stats.errors[f"http_{status}"] += 1
+        return HTTPError(
+            f"HTTP {status} from {_path_only(response.url)}: {detail}",
+            status=status,
+            transient=transient,
+            retry_after=retry_after,
+            url=response.url,
+        )
+
+    def _retry_delay(self, failure: HTTPError, attempt: int) -> float:
+        if failure.retry_after is not None and failure.retry_after > 0:
+            # the server said exactly how long; everybody on this source waits that long
+            self.pacer.pause(failure.retry_after)
+            return failure.retry_after
+        delay = self.settings.retry.backoff(attempt, self._rng)
+        if failure.status == 429:
+            delay = max(delay, self.settings.retry.min_429_delay)
+            self.pacer.pause(delay)
+        return delay
+
+    def _auth_message(self, response: Response) -> str:
+        detail = self.read_error(response)
+        what = "permission denied" if response.status == 403 else "authentication failed"
+        hint = f"; {self.auth_hint}" if self.auth_hint else ""
+        return f"{what} (HTTP {response.status} {detail}){hint}"
+
+
+def _path_only(url: str) -> str:
+    """The URL without its query string: parameters never go into messages."""
+    return url.split("?", 1)[0]

@@ -1,0 +1,234 @@
+"""Load and validate job files (TOML). Errors name the file, the key and what is wrong.
+
+    name = "tradesync"
+    schema_drift = "evolve"          # or "strict"
+
+    [sources.tradesync]
+    datasets = ["accounts", "balances", "equity", "trades"]
+    concurrency = 8                  # requests in flight at most
+    rps = 5                          # requests per second for this source; 0 = no limit
+    page_size = 1000
+
+    [sources.tradesync.sandbox]      # run against the built-in simulator instead of the API
+    accounts = 2000
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import JobFileError
+
+SCHEMA_DRIFT = ("evolve", "strict")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One source-specific job setting: its type, default and a one-line description."""
+
+    type: type | tuple[type, ...]
+    default: Any
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str
+    datasets: tuple[str, ...]
+    concurrency: int
+    rps: float | None
+    page_size: int
+    options: dict[str, Any] = field(default_factory=dict)
+    sandbox: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    path: Path
+    name: str
+    sources: tuple[SourceSpec, ...]
+    output: Path | None = None
+    schema_drift: str = "evolve"
+    log_format: str = "text"
+    rows_per_file: int = 1_000_000
+
+    def fingerprint(self) -> str:
+        """A hash of everything that decides *what* a run fetches and how rows are shaped.
+
+        Checkpoints carry it: a checkpoint written under another definition is refused.
+        """
+        shape = {
+            "name": self.name,
+            "schema_drift": self.schema_drift,
+            "sources": [
+                {
+                    "kind": s.kind,
+                    "datasets": sorted(s.datasets),
+                    "page_size": s.page_size,
+                    "options": s.options,
+                    "sandbox": s.sandbox,
+                }
+                for s in self.sources
+            ],
+        }
+        return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def with_overrides(
+        self,
+        *,
+        datasets: tuple[str, ...] = (),
+        concurrency: int | None = None,
+        rps: float | None = None,
+        log_format: str | None = None,
+    ) -> JobSpec:
+        """Apply command-line flags (they beat the job file)."""
+        sources = []
+        for source in self.sources:
+            chosen = source.datasets
+            if datasets:
+                chosen = tuple(d for d in source.datasets if d in datasets)
+            sources.append(
+                replace(
+                    source,
+                    datasets=chosen,
+                    concurrency=concurrency if concurrency is not None else source.concurrency,
+                    rps=(rps if rps > 0 else None) if rps is not None else source.rps,
+                )
+            )
+        if datasets:
+            known = {d for s in self.sources for d in s.datasets}
+            unknown = sorted(set(datasets) - known)
+            if unknown:
+                raise JobFileError(
+                    f"{self.path}: --dataset {', '.join(unknown)} is not in this job "
+                    f"(it has: {', '.join(sorted(known))})"
+                )
+        return replace(
+            self,
+            sources=tuple(s for s in sources if s.datasets),
+            log_format=log_format or self.log_format,
+        )
+
+
+def load_job(path: str | Path, registry: dict[str, Any]) -> JobSpec:
+    """Read and validate a job file. ``registry`` maps source kinds to their source classes,
+    which declare ``DATASETS`` (names) and ``OPTIONS`` (name -> :class:`Option`)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise JobFileError(f"{path}: job file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobFileError(f"{path}: cannot read job file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise JobFileError(f"{path}: not valid TOML: {exc}") from None
+    return parse_job(raw, path, registry)
+
+
+def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobSpec:
+    where = str(path)
+    _no_unknown(raw, {"name", "output", "schema_drift", "log_format", "rows_per_file", "sources"}, where, "")
+    name = _get(raw, "name", str, where, "", default=path.stem)
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise JobFileError(f"{where}: key 'name': use letters, digits, '-', '_' or '.' (got {name!r})")
+    schema_drift = _get(raw, "schema_drift", str, where, "", default="evolve", choices=SCHEMA_DRIFT)
+    log_format = _get(raw, "log_format", str, where, "", default="text", choices=LOG_FORMATS)
+    rows_per_file = _get(raw, "rows_per_file", int, where, "", default=1_000_000, minimum=1000)
+    output = raw.get("output")
+    if output is not None and not isinstance(output, str):
+        raise JobFileError(f"{where}: key 'output' must be a string (a directory)")
+    sources_raw = raw.get("sources")
+    if not isinstance(sources_raw, dict) or not sources_raw:
+        raise JobFileError(f"{where}: needs at least one [sources.<name>] table ({', '.join(registry)})")
+    sources = []
+    for kind, table in sources_raw.items():
+        if kind not in registry:
+            raise JobFileError(f"{where}: [sources.{kind}]: unknown source (known: {', '.join(registry)})")
+        if not isinstance(table, dict):
+            raise JobFileError(f"{where}: [sources.{kind}] must be a table")
+        sources.append(_parse_source(kind, table, registry[kind], where))
+    return JobSpec(
+        path=path,
+        name=name,
+        sources=tuple(sources),
+        output=Path(output) if output else None,
+        schema_drift=schema_drift,
+        log_format=log_format,
+        rows_per_file=rows_per_file,
+    )
+
+
+def _parse_source(kind: str, table: dict[str, Any], source_cls: Any, where: str) -> SourceSpec:
+    prefix = f"sources.{kind}."
+    generic = {"datasets", "concurrency", "rps", "page_size", "sandbox"}
+    options_spec: dict[str, Option] = source_cls.OPTIONS
+    _no_unknown(table, generic | set(options_spec), where, prefix)
+    all_datasets = tuple(source_cls.DATASETS)
+    datasets = table.get("datasets", list(all_datasets))
+    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
+        raise JobFileError(f"{where}: key '{prefix}datasets' must be a non-empty list of names")
+    for d in datasets:
+        if d not in all_datasets:
+            raise JobFileError(
+                f"{where}: key '{prefix}datasets': unknown dataset {d!r} (known: {', '.join(all_datasets)})"
+            )
+    concurrency = _get(table, "concurrency", int, where, prefix, default=8, minimum=1)
+    rps = _get(table, "rps", (int, float), where, prefix, default=source_cls.DEFAULT_RPS, minimum=0)
+    page_size = _get(table, "page_size", int, where, prefix, default=source_cls.DEFAULT_PAGE_SIZE, minimum=1)
+    options = {
+        key: _get(table, key, opt.type, where, prefix, default=opt.default, choices=opt.choices, minimum=opt.minimum)
+        for key, opt in options_spec.items()
+    }
+    sandbox = table.get("sandbox")
+    if sandbox is not None and not isinstance(sandbox, dict):
+        raise JobFileError(f"{where}: key '{prefix}sandbox' must be a table of simulator settings")
+    return SourceSpec(
+        kind=kind,
+        datasets=tuple(dict.fromkeys(datasets)),
+        concurrency=concurrency,
+        rps=float(rps) if rps else None,
+        page_size=page_size,
+        options=options,
+        sandbox=dict(sandbox) if sandbox is not None else None,
+    )
+
+
+def _no_unknown(table: dict[str, Any], allowed: set[str], where: str, prefix: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise JobFileError(
+            f"{where}: unknown key '{prefix}{unknown[0]}' (allowed here: {', '.join(sorted(allowed))})"
+        )
+
+
+def _get(
+    table: dict[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    where: str,
+    prefix: str,
+    *,
+    default: Any,
+    choices: tuple[Any, ...] | None = None,
+    minimum: float | None = None,
+) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise JobFileError(f"{where}: key '{prefix}{key}' must be {names}, got {value!r}")
+    if choices is not None and value not in choices:
+        raise JobFileError(f"{where}: key '{prefix}{key}' must be one of {', '.join(map(str, choices))}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise JobFileError(f"{where}: key '{prefix}{key}' must be >= {minimum}, got {value!r}")
+    return value

@@ -1,0 +1,493 @@
+"""The run: wires job spec -> sources -> HTTP clients -> converters -> writers -> publish.
+
+Each stream runs as a producer (its walk, fetching pages under the source's limits) and a
+consumer (conversion and writing in a worker thread, so fetching and writing overlap), joined by a
+bounded queue: memory holds at most ``queue_pages`` pages per stream plus one row group per dataset.
+After every ``checkpoint_rows`` rows the consumer makes its part files durable and saves the
+checkpoint; a failed or interrupted run leaves the published snapshot untouched and can resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from . import __version__
+from .checkpoint import FILE_NAME, Checkpoint, merge_progress
+from .errors import ExporterError, Interrupted
+from .fsutil import fsync_dir, remove_tree, write_json_atomic
+from .http import HttpClient
+from .jobs import JobSpec
+from .progress import Reporter
+from .schema import Converted, PageConverter
+from .sink import DatasetWriter, PartFile, WriterSettings, discard_unfinished, publish_partition
+from .sources import Connection, Source, Stream, registry
+from .walk import Page
+
+log = logging.getLogger("exporter.run")
+
+STAGING = "_staging"
+
+
+@dataclass
+class RunOptions:
+    output: Path
+    resume: str = "auto"  # auto: resume a matching checkpoint; require: fail without one; fresh: discard
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    reporter: Reporter | None = None
+    queue_pages: int = 16
+    checkpoint_rows: int | None = None  # default: the job's rows_per_file
+    row_group_rows: int = 128_000
+    now: datetime | None = None
+
+
+@dataclass
+class DatasetResult:
+    source: str
+    dataset: str
+    rows: int
+    files: list[PartFile]
+    path: Path
+    schema: pa.Schema
+    unknown_fields: dict[str, int]
+    withheld_fields: list[str]
+    rejects: dict[str, int]
+    rejected_rows: int
+    null_tokens: dict[str, int]
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.files)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    job: str
+    snapshot_date: str
+    started_at: str
+    finished_at: str
+    seconds: float
+    datasets: list[DatasetResult]
+    requests: dict[str, dict[str, Any]]
+    resumed: int
+
+
+class _DatasetSink:
+    """Writer, rejects file and manifest counters of one dataset in the staging area."""
+
+    def __init__(self, key: str, directory: Path, state: dict[str, Any], settings: WriterSettings, schema):
+        self.key = key
+        self.directory = directory
+        self.state = state
+        parts = [PartFile(**p) for p in state.setdefault("parts", [])]
+        self._prune(directory, parts, state.get("rejects_bytes", 0))
+        self.writer = DatasetWriter(directory, schema, settings, first_part=_next_part(parts))
+        self.writer.parts = parts
+        self.writer.rows = sum(p.rows for p in parts)
+        self.unknown = Counter(state.get("unknown_fields", {}))
+        self.withheld = set(state.get("withheld_fields", []))
+        self.rejects = Counter(state.get("rejects", {}))
+        self.rejected_rows = int(state.get("rejected_rows", 0))
+        self.null_tokens = Counter(state.get("null_tokens", {}))
+        self._rejects_path = directory / "_rejects.jsonl"
+        self._rejects_file = None
+
+    @staticmethod
+    def _prune(directory: Path, parts: list[PartFile], rejects_bytes: int) -> None:
+        """Drop what a crash left behind after the last checkpoint: those rows get fetched again."""
+        discard_unfinished(directory)
+        keep = {p.name for p in parts}
+        if directory.is_dir():
+            for path in directory.glob("part-*.parquet"):
+                if path.name not in keep:
+                    path.unlink()
+            rejects = directory / "_rejects.jsonl"
+            if rejects.exists():
+                with open(rejects, "rb+") as handle:
+                    handle.truncate(rejects_bytes)
+
+    def add(self, table: pa.Table, converted: Converted, page: Page) -> None:
+        self.writer.write(table)
+        self.unknown.update(converted.unknown_fields)
+        self.withheld.update(converted.withheld_fields)
+        self.null_tokens.update(converted.null_tokens)
+        if converted.rejects:
+            if self._rejects_file is None:
+                self._rejects_file = open(self._rejects_path, "ab")  # noqa: SIM115 - kept open across pages
+            for reject in converted.rejects:
+                self.rejects.update(reject.problems)
+                self.rejected_rows += 1
+                line = {"fetched_at": page.fetched_at.isoformat(), "problems": reject.problems,
+                        "record": reject.record}
+                self._rejects_file.write(json.dumps(line, default=str).encode() + b"\n")
+
+    def checkpoint(self) -> None:
+        self.writer.checkpoint()
+        rejects_bytes = 0
+        if self._rejects_file is not None:
+            self._rejects_file.flush()
+            os.fsync(self._rejects_file.fileno())
+        if self._rejects_path.exists():
+            rejects_bytes = self._rejects_path.stat().st_size
+        self.state.update(
+            parts=[vars(p) for p in self.writer.parts],
+            rejects_bytes=rejects_bytes,
+            unknown_fields=dict(self.unknown),
+            withheld_fields=sorted(self.withheld),
+            rejects=dict(self.rejects),
+            rejected_rows=self.rejected_rows,
+            null_tokens=dict(self.null_tokens),
+        )
+
+    def finish(self) -> list[PartFile]:
+        parts = self.writer.close()
+        if not parts:
+            # an empty dataset still gets one file, so readers see its schema
+            self.writer.write(self.writer.schema.empty_table())
+            self.writer._open_file()
+            self.writer._close_file()
+        self.checkpoint()
+        if self._rejects_file is not None:
+            self._rejects_file.close()
+            self._rejects_file = None
+        return list(self.writer.parts)
+
+    def abort(self) -> None:
+        self.writer.abort()
+        if self._rejects_file is not None:
+            self._rejects_file.close()
+            self._rejects_file = None
+
+
+def _next_part(parts: list[PartFile]) -> int:
+    numbers = [int(p.name.split("-")[1].split(".")[0]) for p in parts]
+    return max(numbers) + 1 if numbers else 0
+
+
+class Run:
+    """One execution of a job. ``request_stop()`` (SIGINT/SIGTERM) ends it cleanly with a checkpoint."""
+
+    def __init__(self, job: JobSpec, options: RunOptions) -> None:
+        self.job = job
+        self.options = options
+        self.output = options.output
+        self.reporter = options.reporter or Reporter(enabled=False)
+        self.sources: list[Source] = [registry()[s.kind](s) for s in job.sources]
+        self._producers: list[asyncio.Task] = []
+        self._stopping = False
+        self._save_lock = threading.Lock()
+        self.checkpoint: Checkpoint | None = None
+
+    @property
+    def staging_root(self) -> Path:
+        return self.output / STAGING / self.job.name
+
+    def request_stop(self) -> None:
+        if not self._stopping:
+            log.warning("stopping: finishing the pages in hand and saving a checkpoint")
+        self._stopping = True
+        for task in self._producers:
+            task.cancel()
+
+    def _open_checkpoint(self) -> Checkpoint:
+        path = self.staging_root / FILE_NAME
+        fingerprint = self.job.fingerprint()
+        mode = self.options.resume
+        if mode == "fresh" and self.staging_root.exists():
+            remove_tree(self.staging_root)
+        if path.exists():
+            checkpoint = Checkpoint.load(path, job=self.job.name, fingerprint=fingerprint)
+            log.info("resuming run %s from its checkpoint (%s)", checkpoint.run_id, path)
+            return checkpoint
+        if mode == "require":
+            raise ExporterError(f"--resume: no checkpoint for job {self.job.name!r} under {self.staging_root}")
+        if self.staging_root.exists():
+            remove_tree(self.staging_root)  # leftovers without a checkpoint hold nothing resumable
+        now = self.options.now or datetime.now(UTC)
+        checkpoint = Checkpoint(
+            path=path,
+            job=self.job.name,
+            fingerprint=fingerprint,
+            run_id=now.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8],
+            snapshot_date=now.date().isoformat(),
+            started_at=now.isoformat(),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.save()
+        return checkpoint
+
+    def _save(self) -> None:
+        assert self.checkpoint is not None
+        with self._save_lock:
+            self.checkpoint.save()
+
+    def _partition(self, root: Path, source: str, dataset: str) -> Path:
+        assert self.checkpoint is not None
+        return root / source / dataset / f"snapshot_date={self.checkpoint.snapshot_date}"
+
+    async def execute(self) -> RunResult:
+        started = time.monotonic()
+        self.checkpoint = self._open_checkpoint()
+        staging = self.staging_root / self.checkpoint.run_id
+        results: dict[str, dict[str, Any]] = {}
+        sinks: dict[str, _DatasetSink] = {}
+        try:
+            async with asyncio.TaskGroup() as group:
+                for source in self.sources:
+                    group.create_task(self._run_source(source, staging, sinks, results))
+        except BaseExceptionGroup as group_error:
+            for sink in sinks.values():
+                sink.abort()
+            raise _first_error(group_error) from None
+        if self._stopping:
+            raise Interrupted(
+                f"interrupted; the checkpoint is saved. Resume with: exporter run {self.job.path} --resume"
+            )
+        finished = datetime.now(UTC)
+        datasets = self._publish(staging, sinks, results, finished)
+        remove_tree(self.staging_root)
+        self.reporter.close()
+        return RunResult(
+            run_id=self.checkpoint.run_id,
+            job=self.job.name,
+            snapshot_date=self.checkpoint.snapshot_date,
+            started_at=self.checkpoint.started_at,
+            finished_at=finished.isoformat(),
+            seconds=time.monotonic() - started,
+            datasets=datasets,
+            requests={k: v["requests"] for k, v in results.items()},
+            resumed=self.checkpoint.resumed,
+        )
+
+    async def _run_source(
+        self, source: Source, staging: Path, sinks: dict[str, _DatasetSink], results: dict[str, Any]
+    ) -> None:
+        with contextlib.ExitStack() as stack:
+            if source.spec.sandbox is not None:
+                connection: Connection = stack.enter_context(source.sandbox())
+            else:
+                connection = source.connection(self.options.env)
+            settings = source.client_settings(connection)
+            client = HttpClient(
+                settings,
+                auth=source.auth(connection),
+                read_error=source.read_error,
+                auth_hint=source.auth_hint,
+                on_response=source.on_response,
+            )
+            async with client:
+                streams = source.streams(schema_drift=self.job.schema_drift)
+                async with asyncio.TaskGroup() as group:
+                    for stream in streams:
+                        group.create_task(self._run_stream(source, stream, client, staging, sinks))
+            results[source.kind] = {
+                "requests": client.stats.as_dict() | {"peak_in_flight": client.peak_in_flight},
+                "base_url": _public_url(settings.base_url),
+            }
+
+    async def _run_stream(
+        self,
+        source: Source,
+        stream: Stream,
+        client: HttpClient,
+        staging: Path,
+        sinks: dict[str, _DatasetSink],
+    ) -> None:
+        assert self.checkpoint is not None
+        stream_key = f"{source.kind}/{stream.name}"
+        stream_state = self.checkpoint.streams.setdefault(stream_key, {"walk": {}, "done": False})
+        converter = PageConverter(stream.schema, schema_drift=self.job.schema_drift, null_tokens=stream.null_tokens)
+        settings = WriterSettings(
+            rows_per_file=self.job.rows_per_file,
+            row_group_rows=min(self.options.row_group_rows, self.job.rows_per_file),
+        )
+        own: list[_DatasetSink] = []
+        for dataset in stream.outputs:
+            key = f"{source.kind}/{dataset}"
+            state = self.checkpoint.datasets.setdefault(key, {})
+            directory = self._partition(staging, source.kind, dataset)
+            base = stream.outputs[dataset](stream.schema.arrow_schema().empty_table(), Page(stream.name)).schema
+            sinks[key] = _DatasetSink(key, directory, state, settings, base)
+            own.append(sinks[key])
+        self.reporter.add_stream(stream_key, [f"{source.kind}/{d}" for d in stream.outputs])
+        if stream_state["done"]:
+            return
+        queue: asyncio.Queue[Page] = asyncio.Queue(maxsize=self.options.queue_pages)
+        producer = asyncio.create_task(stream.walk.run(client, queue.put, stream_state["walk"]))
+        self._producers.append(producer)
+        pending: list[dict[str, Any]] = []
+        since_checkpoint = 0
+        every = self.options.checkpoint_rows or self.job.rows_per_file
+
+        def consume(page: Page) -> None:
+            nonlocal since_checkpoint
+            if page.objects is not None:
+                converted = converter.from_json_objects(page.objects)
+            else:
+                converted = converter.from_records(page.records or [])
+            for sink, project in zip(own, stream.outputs.values(), strict=True):
+                sink.add(project(converted.table, page), converted, page)
+            pending.append(page.progress)
+            since_checkpoint += page.size
+            if since_checkpoint >= every:
+                durable()
+
+        def durable() -> None:
+            nonlocal since_checkpoint
+            for sink in own:
+                sink.checkpoint()
+            for progress in pending:
+                merge_progress(stream_state["walk"], progress)
+            pending.clear()
+            since_checkpoint = 0
+            self._save()
+
+        try:
+            while True:
+                if producer.done() and queue.empty():
+                    break
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    continue
+                page = getter.result()
+                await asyncio.to_thread(consume, page)
+                self.reporter.advance(stream_key, page.size)
+            await asyncio.to_thread(durable)
+            if producer.cancelled():
+                return
+            producer.result()  # re-raise a walk failure
+            await asyncio.to_thread(_finish_all, own)
+            stream_state["done"] = True
+            self._save()
+        except BaseException:
+            producer.cancel()
+            with contextlib.suppress(BaseException):
+                await producer
+            raise
+
+    def _publish(
+        self,
+        staging: Path,
+        sinks: dict[str, _DatasetSink],
+        results: dict[str, dict[str, Any]],
+        finished: datetime,
+    ) -> list[DatasetResult]:
+        assert self.checkpoint is not None
+        out: list[DatasetResult] = []
+        by_source: dict[str, list[tuple[str, _DatasetSink]]] = {}
+        for key, sink in sinks.items():
+            source, dataset = key.split("/", 1)
+            by_source.setdefault(source, []).append((dataset, sink))
+        for source, items in by_source.items():
+            for dataset, sink in items:
+                out.append(
+                    DatasetResult(
+                        source=source,
+                        dataset=dataset,
+                        rows=sum(p.rows for p in sink.writer.parts),
+                        files=list(sink.writer.parts),
+                        path=self._partition(self.output, source, dataset),
+                        schema=sink.writer.schema,
+                        unknown_fields=dict(sink.unknown),
+                        withheld_fields=sorted(sink.withheld),
+                        rejects=dict(sink.rejects),
+                        rejected_rows=sink.rejected_rows,
+                        null_tokens=dict(sink.null_tokens),
+                    )
+                )
+            manifest = build_manifest(self, source, [r for r in out if r.source == source], results, finished)
+            for dataset, _sink in items:
+                write_json_atomic(self._partition(staging, source, dataset) / "_manifest.json", manifest)
+        # every dataset of every source succeeded: only now does anything become visible
+        for result in out:
+            publish_partition(self._partition(staging, result.source, result.dataset), result.path)
+        fsync_dir(self.output)
+        return out
+
+
+def _finish_all(sinks: list[_DatasetSink]) -> None:
+    for sink in sinks:
+        sink.finish()
+
+
+def build_manifest(
+    run: Run, source: str, datasets: list[DatasetResult], results: dict[str, Any], finished: datetime
+) -> dict[str, Any]:
+    assert run.checkpoint is not None
+    return {
+        "run_id": run.checkpoint.run_id,
+        "job": run.job.name,
+        "job_file": str(run.job.path),
+        "job_fingerprint": run.job.fingerprint(),
+        "source": source,
+        "base_url": results.get(source, {}).get("base_url"),
+        "snapshot_date": run.checkpoint.snapshot_date,
+        "started_at": run.checkpoint.started_at,
+        "finished_at": finished.isoformat(),
+        "exporter_version": __version__,
+        "resumed": run.checkpoint.resumed,
+        "schema_drift": run.job.schema_drift,
+        "datasets": {
+            d.dataset: {
+                "rows": d.rows,
+                "bytes": d.bytes,
+                "files": [vars(p) for p in d.files],
+                "schema": [{"name": f.name, "type": str(f.type)} for f in d.schema],
+                "unknown_fields": d.unknown_fields,
+                "withheld_fields": d.withheld_fields,
+                "rejected_rows": d.rejected_rows,
+                "rejects_by_column": d.rejects,
+                "null_tokens": d.null_tokens,
+            }
+            for d in datasets
+        },
+        "requests": results.get(source, {}).get("requests", {}),
+    }
+
+
+def _public_url(url: str) -> str:
+    """A base URL without any user:password@ part."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest.split("/", 1)[0]:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The most telling error of a task group: auth first, then any exporter error."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kind in (Interrupted, ExporterError, OSError, Exception, BaseException):
+        for exc in leaves:
+            if isinstance(exc, kind) and not isinstance(exc, asyncio.CancelledError):
+                return exc
+    return leaves[0] if leaves else group
+
+
+async def run_job(job: JobSpec, options: RunOptions) -> RunResult:
+    return await Run(job, options).execute()

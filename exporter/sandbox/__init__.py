@@ -1,0 +1,1 @@
+"""Local simulators of the broker APIs, used by tests, benchmarks and demos."""

@@ -1,0 +1,410 @@
+"""Explicit Arrow schemas and the conversion of API records into typed Arrow tables.
+
+Types are declared, never inferred from the first rows: money and lots are ``decimal128(38, 10)``
+built from the JSON text (never through a binary float), timestamps ``timestamp[us, tz=UTC]``,
+ids ``int64``. Two routes produce identical tables:
+
+- the fast route hands the page's raw JSON objects to Arrow's C++ JSON reader with the explicit
+  schema (exact decimals straight from the text, no Python object per value);
+- the careful route, taken when the fast one refuses a page (a value of an unexpected type, a
+  field the schema does not know), decodes the page with ``Decimal`` numbers and converts value by
+  value: a value that cannot be converted becomes null and its whole record is kept as a reject.
+
+Unknown fields are never dropped silently: they become nullable string columns holding the
+value's JSON text (``schema_drift = "evolve"``) or fail the run (``"strict"``). Fields that look
+like credentials are withheld, whatever the mode, and named in the manifest.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from .errors import DataError, SchemaDriftError
+
+DECIMAL = pa.decimal128(38, 10)
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "str": pa.string(),
+    "decimal": DECIMAL,
+    "timestamp": TIMESTAMP,
+    "date": pa.date32(),
+    "bool": pa.bool_(),
+    "float": pa.float64(),
+}
+_DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL.scale)
+_DECIMAL_MAX = Decimal(10) ** (DECIMAL.precision - DECIMAL.scale)
+
+SECRET_PATTERN = re.compile(r"pass(word|wd)?|secret|token|api_?key|private_?key", re.IGNORECASE)
+DEFAULT_NULL_TOKENS = frozenset({"N/A", "n/a", "NA", "-", ""})
+
+# Python types that Arrow converts to each kind without loss; anything else goes value by value
+# (pa.array would silently truncate Decimal("3.5") into an int64 column).
+_VECTOR_TYPES: dict[str, set[type]] = {
+    "int": {int, type(None)},
+    "decimal": {int, Decimal, type(None)},
+    "str": {str, type(None)},
+    "bool": {bool, type(None)},
+    "float": {float, int, type(None)},
+}
+
+_json_encoder = msgspec.json.Encoder(decimal_format="number")
+_exact_decoder = msgspec.json.Decoder(list[dict[str, Any]], float_hook=Decimal)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One typed column; ``key`` is the API field it comes from (defaults to ``name``)."""
+
+    name: str
+    kind: str
+    key: str | None = None
+    fmt: str | None = None  # strptime format for text timestamps/dates (TraderEvolution reports)
+
+    @property
+    def source_key(self) -> str:
+        return self.key or self.name
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return ARROW_TYPES[self.kind]
+
+
+@dataclass(frozen=True)
+class RecordSchema:
+    """The fields of one kind of API record, in output order."""
+
+    name: str
+    columns: tuple[Column, ...]
+    id_field: str | None = "id"
+    secret_fields: frozenset[str] = frozenset()
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
+
+    def source_schema(self) -> pa.Schema:
+        """The schema under the API's own field names (what the JSON reader is given)."""
+        return pa.schema([pa.field(c.source_key, c.arrow_type) for c in self.columns])
+
+    @property
+    def known_keys(self) -> frozenset[str]:
+        return frozenset(c.source_key for c in self.columns)
+
+
+def columns(spec: str) -> tuple[Column, ...]:
+    """Compact declaration: ``"id:int created_at:timestamp balance:decimal"``."""
+    out = []
+    for item in spec.split():
+        name, kind = item.split(":")
+        if kind not in ARROW_TYPES:
+            raise ValueError(f"unknown column kind {kind!r} for {name!r}")
+        out.append(Column(name, kind))
+    return tuple(out)
+
+
+@dataclass
+class Reject:
+    """A record with at least one value that could not be converted; it is kept whole.
+
+    ``problems`` maps each failed column to the reason; those columns are null in the row.
+    """
+
+    record: dict[str, Any]
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Converted:
+    """One page as a typed table, plus what the manifest must know about it."""
+
+    table: pa.Table
+    unknown_fields: Counter = field(default_factory=Counter)
+    withheld_fields: set[str] = field(default_factory=set)
+    rejects: list[Reject] = field(default_factory=list)
+    null_tokens: Counter = field(default_factory=Counter)
+    fast_path: bool = True
+
+
+def is_secret_field(name: str) -> bool:
+    return bool(SECRET_PATTERN.search(name))
+
+
+class PageConverter:
+    """Converts pages of records of one :class:`RecordSchema` into Arrow tables."""
+
+    def __init__(
+        self,
+        schema: RecordSchema,
+        *,
+        schema_drift: str = "evolve",
+        null_tokens: Iterable[str] = DEFAULT_NULL_TOKENS,
+    ) -> None:
+        if schema_drift not in ("evolve", "strict"):
+            raise ValueError("schema_drift must be 'evolve' or 'strict'")
+        self.schema = schema
+        self.schema_drift = schema_drift
+        self.null_tokens = frozenset(null_tokens)
+        self._target = schema.arrow_schema()
+        self._source_schema = schema.source_schema()
+        self._known = schema.known_keys
+        self._parse_options = pa_json.ParseOptions(
+            explicit_schema=self._source_schema, unexpected_field_behavior="infer"
+        )
+        self._fast_ok = all(c.fmt is None for c in schema.columns)
+
+    # -- fast route -------------------------------------------------------------------------
+    def from_json_objects(self, objects: Sequence[bytes]) -> Converted:
+        """Convert raw JSON objects (one ``bytes`` per record) exactly, falling back when needed."""
+        if not objects:
+            return Converted(self._target.empty_table())
+        if self._fast_ok:
+            table = self._read_fast(objects)
+            if table is not None:
+                extra = [n for n in table.column_names if n not in self._known]
+                withheld = {n for n in extra if self._is_withheld(n)}
+                if len(withheld) == len(extra):
+                    table = table.select(list(self._source_schema.names))
+                    table = table.rename_columns(self._target.names)
+                    return Converted(table, withheld_fields=withheld)
+        try:
+            records = _exact_decoder.decode(b"[" + b",".join(objects) + b"]")
+        except msgspec.DecodeError as exc:
+            raise DataError(f"{self.schema.name}: records are not valid JSON objects: {exc}") from exc
+        converted = self.from_records(records)
+        return converted
+
+    def _read_fast(self, objects: Sequence[bytes]) -> pa.Table | None:
+        payload = b"\n".join(objects)
+        options = pa_json.ReadOptions(use_threads=False, block_size=max(1 << 20, len(payload) + 1))
+        parse = self._parse_options
+        if b"\n" in payload.replace(b"}\n{", b""):
+            # pretty-printed objects: let the reader find object boundaries itself
+            parse = pa_json.ParseOptions(
+                explicit_schema=self._source_schema,
+                unexpected_field_behavior="infer",
+                newlines_in_values=True,
+            )
+        try:
+            table = pa_json.read_json(io.BytesIO(payload), read_options=options, parse_options=parse)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+        if table.num_rows != len(objects):
+            return None
+        return table
+
+    def _is_withheld(self, name: str) -> bool:
+        return name in self.schema.secret_fields or is_secret_field(name)
+
+    # -- careful route ----------------------------------------------------------------------
+    def from_records(self, records: Sequence[dict[str, Any]]) -> Converted:
+        """Value-by-value conversion: bad values become null and their record a :class:`Reject`."""
+        result = Converted(self._target.empty_table(), fast_path=False)
+        rejected_rows: dict[int, Reject] = {}
+        arrays: list[pa.Array] = []
+        for column in self.schema.columns:
+            key = column.source_key
+            values = [r.get(key) if isinstance(r, dict) else None for r in records]
+            arrays.append(self._convert_column(column, values, records, rejected_rows, result))
+        names = list(self._target.names)
+        unknown = self._unknown_columns(records, result)
+        for name, values in unknown.items():
+            names.append(name)
+            arrays.append(pa.array(values, pa.string()))
+        result.table = pa.Table.from_arrays(arrays, names=names)
+        result.rejects = [rejected_rows[i] for i in sorted(rejected_rows)]
+        return result
+
+    def _convert_column(
+        self,
+        column: Column,
+        values: list[Any],
+        records: Sequence[Any],
+        rejected_rows: dict[int, Reject],
+        result: Converted,
+    ) -> pa.Array:
+        target = column.arrow_type
+        if column.fmt is None and {type(v) for v in values} <= _VECTOR_TYPES.get(column.kind, set()):
+            try:
+                return pa.array(values, target)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+                pass  # some value is off (too many decimals, out of range): one by one below
+        converted: list[Any] = []
+        for index, value in enumerate(values):
+            if value is None:
+                converted.append(None)
+                continue
+            if isinstance(value, str) and value.strip() in self.null_tokens and column.kind != "str":
+                result.null_tokens[column.name] += 1
+                converted.append(None)
+                continue
+            try:
+                converted.append(convert_value(column, value))
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                converted.append(None)
+                if index not in rejected_rows:
+                    record = records[index] if isinstance(records[index], dict) else {"_": records[index]}
+                    rejected_rows[index] = Reject(self.redact(record))
+                rejected_rows[index].problems[column.name] = f"{column.kind}: {exc}"
+        return pa.array(converted, target)
+
+    def _unknown_columns(self, records: Sequence[Any], result: Converted) -> dict[str, list[str | None]]:
+        names: dict[str, None] = {}
+        for record in records:
+            if isinstance(record, dict):
+                for key in record:
+                    if key not in self._known and key not in names:
+                        names[key] = None
+        out: dict[str, list[str | None]] = {}
+        for key in names:
+            if self._is_withheld(key):
+                result.withheld_fields.add(key)
+                continue
+            column = []
+            for record in records:
+                present = isinstance(record, dict) and key in record
+                value = record.get(key) if present else None
+                column.append(None if value is None else _json_encoder.encode(value).decode())
+                if present:
+                    result.unknown_fields[key] += 1
+            out[key] = column
+        if out and self.schema_drift == "strict":
+            raise SchemaDriftError(
+                f"{self.schema.name}: the API sent fields the schema does not know: "
+                f"{', '.join(sorted(out))} (schema_drift = \"strict\")"
+            )
+        return out
+
+    def redact(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record without its credential fields, for rejects files and messages."""
+        return {k: v for k, v in record.items() if not self._is_withheld(k)}
+
+
+def convert_value(column: Column, value: Any) -> Any:
+    """Convert one JSON value to the Python value Arrow stores for ``column``; raise if it cannot."""
+    kind = column.kind
+    if kind == "str":
+        if isinstance(value, (dict, list)):
+            raise TypeError(f"expected text, got {type(value).__name__}")
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value if isinstance(value, str) else str(value)
+    if kind == "int":
+        return _to_int(value)
+    if kind == "decimal":
+        return _to_decimal(value)
+    if kind == "timestamp":
+        return parse_timestamp(value, column.fmt)
+    if kind == "date":
+        return _to_date(value, column.fmt)
+    if kind == "bool":
+        return _to_bool(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+            raise TypeError(f"expected a number, got {type(value).__name__}")
+        return float(value)
+    raise ValueError(f"unknown kind {kind}")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("expected an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value)
+    raise ValueError(f"not an integer: {value!r}")
+
+
+def _to_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise TypeError("expected a number, got a boolean")
+    if isinstance(value, (int, Decimal)):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation as exc:
+            raise ValueError(f"not a number: {value!r}") from exc
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    else:
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    if not number.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    if abs(number) >= _DECIMAL_MAX:
+        raise ValueError(f"{value!r} does not fit decimal128({DECIMAL.precision}, {DECIMAL.scale})")
+    if number != number.quantize(_DECIMAL_QUANTUM, rounding="ROUND_DOWN"):
+        raise ValueError(f"{value!r} has more than {DECIMAL.scale} decimals")
+    return number
+
+
+def parse_timestamp(value: Any, fmt: str | None = None) -> datetime:
+    """UTC datetime from ISO-8601 (``Z``, offsets, a space, fractions; naive means UTC),
+    epoch milliseconds (an integer), or text in ``fmt`` (a ``strptime`` format)."""
+    if isinstance(value, bool):
+        raise TypeError("expected a timestamp, got a boolean")
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    if not isinstance(value, str):
+        raise TypeError(f"expected a timestamp, got {type(value).__name__}")
+    text = value.strip()
+    parsed = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _to_date(value: Any, fmt: str | None) -> date:
+    if isinstance(value, str) and fmt:
+        return datetime.strptime(value.strip(), fmt).date()
+    if isinstance(value, str):
+        return date.fromisoformat(value.strip()[:10])
+    raise TypeError(f"expected a date, got {type(value).__name__}")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("yes", "true", "on", "1"):
+        return True
+    if isinstance(value, str) and value.lower() in ("no", "false", "off", "0"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+_SANITIZE = re.compile(r"[^a-z0-9_]+")
+
+
+def sanitize_column_names(names: Sequence[str]) -> list[str]:
+    """Deterministic Parquet-safe names: lowercase, ``[a-z0-9_]``, collisions suffixed in order.
+
+    >>> sanitize_column_names(["gi.balance", "Instrument Name", "gi_balance", ""])
+    ['gi_balance', 'instrument_name', 'gi_balance_2', 'column_4']
+    """
+    out: list[str] = []
+    used: set[str] = set()
+    for index, raw in enumerate(names, start=1):
+        base = _SANITIZE.sub("_", raw.strip().lower()).strip("_") or f"column_{index}"
+        if base[0].isdigit():
+            base = f"c_{base}"
+        name = base
+        suffix = 2
+        while name in used:
+            name = f"{base}_{suffix}"
+            suffix += 1
+        used.add(name)
+        out.append(name)
+    return out

@@ -1,0 +1,85 @@
+"""Sources: one module per API, mostly declarations of *what* to fetch.
+
+A source says which streams exist (a collection walked one way), the record schema of each, and
+which datasets each stream feeds (``accounts`` feeds ``accounts``, ``balances`` and ``equity``).
+The runner owns the *how*: concurrency, conversion, writing and checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from ..http import Auth, ClientSettings, ErrorReader, HttpClient, Response
+from ..jobs import Option, SourceSpec
+from ..schema import RecordSchema
+from ..walk import Emit, Page
+
+Projection = Callable[[pa.Table, Page], pa.Table]
+
+
+class Walk(Protocol):
+    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Stream:
+    """One walk of one collection and the datasets it feeds."""
+
+    name: str
+    schema: RecordSchema
+    walk: Walk
+    outputs: dict[str, Projection]
+    null_tokens: frozenset[str] = frozenset()
+
+
+@dataclass
+class Connection:
+    """Where and as whom to connect; built from the environment or a sandbox."""
+
+    base_url: str
+    credentials: dict[str, str] = field(default_factory=dict)
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+
+
+class Source(Protocol):
+    """What the runner needs from an API module."""
+
+    kind: str
+    DATASETS: tuple[str, ...]
+    OPTIONS: dict[str, Option]
+    DEFAULT_RPS: float | None
+    DEFAULT_PAGE_SIZE: int
+
+    spec: SourceSpec
+
+    def connection(self, env: Mapping[str, str]) -> Connection: ...
+
+    def sandbox(self) -> AbstractContextManager[Connection]: ...
+
+    def auth(self, connection: Connection) -> Auth: ...
+
+    def read_error(self, response: Response) -> str: ...
+
+    auth_hint: str
+
+    def on_response(self, response: Response) -> float | None: ...
+
+    def client_settings(self, connection: Connection) -> ClientSettings: ...
+
+    def streams(self, *, schema_drift: str) -> list[Stream]: ...
+
+
+def registry() -> dict[str, Any]:
+    """Source kinds by name (imported lazily so a job only loads what it uses)."""
+    from .tradesync import TradesyncSource
+
+    return {"tradesync": TradesyncSource}
+
+
+__all__ = ["Connection", "ErrorReader", "Projection", "Source", "Stream", "Walk", "registry"]
