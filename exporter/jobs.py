@@ -8,6 +8,8 @@
     concurrency = 8                  # requests in flight at most
     rps = 5                          # requests per second for this source; 0 = no limit
     page_size = 1000
+    max_attempts = 8                 # per request, transient errors included
+    retry_seconds = 300              # per request: give up retrying after this long
 
     [sources.tradesync.sandbox]      # run against the built-in simulator instead of the API
     accounts = 2000
@@ -48,6 +50,8 @@ class SourceSpec:
     page_size: int
     options: dict[str, Any] = field(default_factory=dict)
     sandbox: dict[str, Any] | None = None
+    max_attempts: int = 8
+    retry_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,7 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
 
 def _parse_source(kind: str, table: dict[str, Any], source_cls: Any, where: str) -> SourceSpec:
     prefix = f"sources.{kind}."
-    generic = {"datasets", "concurrency", "rps", "page_size", "sandbox"}
+    generic = {"datasets", "concurrency", "rps", "page_size", "sandbox", "max_attempts", "retry_seconds"}
     options_spec: dict[str, Option] = source_cls.OPTIONS
     _no_unknown(table, generic | set(options_spec), where, prefix)
     all_datasets = tuple(source_cls.DATASETS)
@@ -183,6 +187,8 @@ def _parse_source(kind: str, table: dict[str, Any], source_cls: Any, where: str)
     concurrency = _get(table, "concurrency", int, where, prefix, default=8, minimum=1)
     rps = _get(table, "rps", (int, float), where, prefix, default=source_cls.DEFAULT_RPS, minimum=0)
     page_size = _get(table, "page_size", int, where, prefix, default=source_cls.DEFAULT_PAGE_SIZE, minimum=1)
+    max_attempts = _get(table, "max_attempts", int, where, prefix, default=8, minimum=1)
+    retry_seconds = _get(table, "retry_seconds", (int, float), where, prefix, default=300, minimum=0)
     options = {
         key: _get(table, key, opt.type, where, prefix, default=opt.default, choices=opt.choices, minimum=opt.minimum)
         for key, opt in options_spec.items()
@@ -198,6 +204,8 @@ def _parse_source(kind: str, table: dict[str, Any], source_cls: Any, where: str)
         page_size=page_size,
         options=options,
         sandbox=dict(sandbox) if sandbox is not None else None,
+        max_attempts=max_attempts,
+        retry_seconds=float(retry_seconds),
     )
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
+import gc
 import math
 import random
 import re
@@ -50,6 +51,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import orjson
 from aiohttp import web
 
@@ -364,23 +366,24 @@ def _day_start(ms: int) -> int:
 class _PricePath:
     """Seeded hourly geometric random walk, linearly interpolated, in price units."""
 
-    __slots__ = ("points", "scale", "start_ms")
+    __slots__ = ("grid", "points", "scale")
 
     def __init__(self, inst: _Instrument, start_ms: int, hours: int, rng: random.Random) -> None:
-        self.start_ms = start_ms
         self.scale = 10**inst.dp
         price = inst.start_price
         points = [price]
         for _ in range(hours):
             price *= math.exp(rng.gauss(0.0, inst.hourly_vol))
             points.append(price)
-        self.points = points
+        self.points = np.array(points, dtype=np.float64)
+        self.grid = start_ms + np.arange(len(points), dtype=np.float64) * HOUR_MS
+
+    def units_many(self, t_ms: np.ndarray) -> np.ndarray:
+        """Prices in 10**-dp units at many times (clamped to the path's ends)."""
+        return np.rint(np.interp(t_ms, self.grid, self.points) * self.scale).astype(np.int64)
 
     def units(self, t_ms: int) -> int:
-        x = min(max((t_ms - self.start_ms) / HOUR_MS, 0.0), len(self.points) - 1.000001)
-        i = int(x)
-        a, b = self.points[i], self.points[i + 1]
-        return round((a + (b - a) * (x - i)) * self.scale)
+        return int(self.units_many(np.array([t_ms], dtype=np.float64))[0])
 
 
 class _User:
@@ -482,15 +485,52 @@ def _to_cents(units: int, dp: int, cross: int) -> int:
     return _rdiv(units * cross, 10 ** (dp + CROSS_DP))
 
 
+def _reduced_lot(inst: _Instrument) -> tuple[int, int]:
+    # Cancel the lot size against the 10**(dp + CROSS_DP) scale so int64 maths cannot overflow.
+    den = 10 ** (inst.dp + CROSS_DP)
+    g = math.gcd(inst.lot_size, den)
+    return inst.lot_size // g, den // g
+
+
+_LOT_REDUCED = np.array([_reduced_lot(i)[0] for i in INSTRUMENTS], dtype=np.int64)
+_DEN_REDUCED = np.array([_reduced_lot(i)[1] for i in INSTRUMENTS], dtype=np.int64)
+
+
 def _fee_cents(purchase_cents: int) -> int:
     # Commission of 0.3 bp of the traded value, at least one cent, booked negative.
     return -max(1, _rdiv(abs(purchase_cents) * 3, 100_000))
 
 
+@dataclass
+class _Draws:
+    """Raw per-position random draws, gathered for every account before pricing."""
+
+    acct: list[_Account] = field(default_factory=list)
+    inst: list[int] = field(default_factory=list)
+    side: list[int] = field(default_factory=list)
+    lots: list[int] = field(default_factory=list)
+    open_t: list[int] = field(default_factory=list)
+    close_t: list[int] = field(default_factory=list)  # -1: still open at the horizon
+    terminal: list[int] = field(default_factory=list)
+
+
 class _World:
-    """The whole deterministic timeline, generated once from the config."""
+    """The whole deterministic timeline, generated once from the config.
+
+    Random draws use ``random.Random`` streams (stable across Python versions);
+    numpy only interpolates prices and sorts, and money is exact integer maths.
+    """
 
     def __init__(self, cfg: TraderEvolutionSimConfig) -> None:
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # millions of acyclic-looking objects: collector passes only cost time
+        try:
+            self._build(cfg)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _build(self, cfg: TraderEvolutionSimConfig) -> None:
         self.cfg = cfg
         self.start_ms = cfg.start_ms
         self.h0 = self.start_ms - cfg.history_days * DAY_MS
@@ -501,15 +541,15 @@ class _World:
         self.users: list[_User] = []
         self.accounts: list[_Account] = []
         self._make_users()
-        positions: list[_Position] = []
         ops: list[_Op] = []
+        draws = _Draws()
         for acct in self.accounts:
             rng = random.Random(f"{cfg.seed}:account:{acct.id}")
             cash = self._make_cash(acct, rng)
             ops.extend(cash)
-            positions.extend(self._make_positions(acct, rng, cash[0].t))
-        self.positions = self._number_positions(positions)
-        self.fills = self._number_fills()
+            self._draw_positions(acct, rng, cash[0].t, draws)
+        self.positions = self._make_positions(draws)
+        self.fills = self._make_fills()
         ops.extend(self._trading_ops())
         self.ops = self._number_ops(ops)
         self.fill_times = [f.t for f in self.fills]
@@ -520,18 +560,21 @@ class _World:
 
     # -- market -----------------------------------------------------------
 
-    def usd_per(self, ccy: str, t_ms: int) -> float:
+    def _usd_per_many(self, ccy: str, t_ms: np.ndarray) -> np.ndarray:
+        """USD value of one unit of ``ccy`` at each time (from the served prices)."""
         if ccy == "USD":
-            return 1.0
+            return np.ones(len(t_ms))
         index = _FX_INDEX[ccy]
-        rate = self.paths[index].units(t_ms) / 10 ** INSTRUMENTS[index].dp
+        rate = self.paths[index].units_many(t_ms) / 10 ** INSTRUMENTS[index].dp
         return 1.0 / rate if ccy == "JPY" else rate
 
+    def cross_many(self, counter: str, ccy: str, t_ms: np.ndarray) -> np.ndarray:
+        """Rates converting ``counter`` into ``ccy``, in 10**-CROSS_DP units."""
+        ratio = self._usd_per_many(counter, t_ms) / self._usd_per_many(ccy, t_ms)
+        return np.rint(ratio * 10**CROSS_DP).astype(np.int64)
+
     def cross(self, counter: str, ccy: str, t_ms: int) -> int:
-        """Rate converting ``counter`` into ``ccy``, in 10**-CROSS_DP units."""
-        if counter == ccy:
-            return 10**CROSS_DP
-        return round(self.usd_per(counter, t_ms) / self.usd_per(ccy, t_ms) * 10**CROSS_DP)
+        return int(self.cross_many(counter, ccy, np.array([t_ms], dtype=np.float64))[0])
 
     # -- generation -------------------------------------------------------
 
@@ -578,50 +621,72 @@ class _World:
             ops.append(_Op(acct, 12, amount, rng.randrange(lo, self.h1), "Manual adjustment", 0))
         return ops
 
-    def _make_positions(self, acct: _Account, rng: random.Random,
-                        funded_t: int) -> list[_Position]:
+    def _draw_positions(self, acct: _Account, rng: random.Random, funded_t: int,
+                        d: _Draws) -> None:
         lo, hi = funded_t + HOUR_MS, self.h1  # trading starts after the opening deposit
-        count = round(self.cfg.positions_per_account * rng.uniform(0.5, 1.5))
         if hi <= lo:
-            return []
-        out = []
-        for _ in range(count):
-            inst = INSTRUMENTS[_INSTRUMENT_PICK[rng.randrange(len(_INSTRUMENT_PICK))]]
-            side = 1 if rng.random() < 0.55 else -1
-            lots = round(math.exp(rng.uniform(0.0, _LN_MAX_LOTS)))
-            open_t = rng.randrange(lo, hi)
-            close_t: int | None = None
-            if rng.random() >= 0.05:  # 5 % are never closed within the horizon
-                close_t = open_t + round(math.exp(rng.uniform(_LN_MIN_HOLD, _LN_MAX_HOLD)))
-                close_t = close_t if close_t < hi else None
-            pos = _Position(acct, inst, side, lots, open_t, close_t, TERMINALS[rng.randrange(4)])
-            self._price_position(pos)
-            out.append(pos)
-        return out
-
-    def _price_position(self, pos: _Position) -> None:
-        inst, path = pos.inst, self.paths[_INST_INDEX[pos.inst.name]]
-        pos.open_px = path.units(pos.open_t)
-        pos.open_cross = self.cross(inst.counter, pos.acct.ccy, pos.open_t)
-        open_units = _volume_units(pos, pos.open_px)
-        pos.open_fee = _fee_cents(_to_cents(open_units, inst.dp, pos.open_cross))
-        if pos.close_t is None:
             return
-        pos.close_px = path.units(pos.close_t)
-        pos.close_cross = self.cross(inst.counter, pos.acct.ccy, pos.close_t)
-        close_units = _volume_units(pos, pos.close_px)
-        pos.close_fee = _fee_cents(_to_cents(close_units, inst.dp, pos.close_cross))
-        move = (pos.close_px - pos.open_px) * pos.side * pos.lots * inst.lot_size
-        pos.pnl = _to_cents(move, inst.dp, pos.close_cross)
+        r = rng.random  # plain random() draws keep this hot loop fast
+        hold_span = _LN_MAX_HOLD - _LN_MIN_HOLD
+        for _ in range(round(self.cfg.positions_per_account * (0.5 + r()))):
+            d.acct.append(acct)
+            d.inst.append(_INSTRUMENT_PICK[int(r() * len(_INSTRUMENT_PICK))])
+            d.side.append(1 if r() < 0.55 else -1)
+            d.lots.append(round(math.exp(r() * _LN_MAX_LOTS)))
+            open_t = lo + int(r() * (hi - lo))
+            d.open_t.append(open_t)
+            close_t = -1
+            if r() >= 0.02:  # 2 % are never closed within the horizon
+                close_t = open_t + round(math.exp(_LN_MIN_HOLD + r() * hold_span))
+            d.close_t.append(close_t if close_t < hi else -1)
+            d.terminal.append(int(r() * len(TERMINALS)))
 
-    def _number_positions(self, positions: list[_Position]) -> list[_Position]:
-        positions.sort(key=lambda p: (p.open_t, p.acct.id))
-        for n, pos in enumerate(positions):
-            pos.id = 21_000_001 + n  # position ids increase with open time
+    def _fill_prices(self, d: _Draws, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Instrument prices and counter->account cross rates at each position's times."""
+        inst = np.array(d.inst, dtype=np.int64)
+        ccy = np.array([a.ccy for a in d.acct])
+        prices = np.zeros(len(times), dtype=np.int64)
+        crosses = np.zeros(len(times), dtype=np.int64)
+        for k, instrument in enumerate(INSTRUMENTS):
+            mask = inst == k
+            prices[mask] = self.paths[k].units_many(times[mask])
+            for acct_ccy in ("USD", "EUR", "GBP"):
+                both = mask & (ccy == acct_ccy)
+                crosses[both] = self.cross_many(instrument.counter, acct_ccy, times[both])
+        return prices, crosses
+
+    def _make_positions(self, d: _Draws) -> list[_Position]:
+        opens = np.array(d.open_t, dtype=np.int64)
+        closes = np.array(d.close_t, dtype=np.int64)
+        open_px, open_cross = self._fill_prices(d, opens.astype(np.float64))
+        close_px, close_cross = self._fill_prices(d, np.maximum(closes, 0).astype(np.float64))
+        inst = np.array(d.inst, dtype=np.int64)
+        sized = np.array(d.lots, dtype=np.int64) * _LOT_REDUCED[inst]
+        den = _DEN_REDUCED[inst]
+        open_fee = _fee_cents_np(_round_div_np(sized * open_px * open_cross, den))
+        close_fee = _fee_cents_np(_round_div_np(sized * close_px * close_cross, den))
+        move = (close_px - open_px) * np.array(d.side, dtype=np.int64) * sized
+        pnl = _round_div_np(move * close_cross, den)
+        columns = [c.tolist() for c in (open_px, open_cross, open_fee, close_px, close_cross,
+                                        close_fee, pnl)]
+        acct_ids = np.array([a.id for a in d.acct], dtype=np.int64)
+        order = np.lexsort((acct_ids, opens)).tolist()  # position ids follow open time
+        positions = []
+        for n, i in enumerate(order):
+            closed = d.close_t[i] >= 0
+            pos = _Position(d.acct[i], INSTRUMENTS[d.inst[i]], d.side[i], d.lots[i],
+                            d.open_t[i], d.close_t[i] if closed else None,
+                            TERMINALS[d.terminal[i]])
+            pos.id = 21_000_001 + n
+            pos.open_px, pos.open_cross, pos.open_fee = columns[0][i], columns[1][i], columns[2][i]
+            if closed:
+                pos.close_px, pos.close_cross = columns[3][i], columns[4][i]
+                pos.close_fee, pos.pnl = columns[5][i], columns[6][i]
             pos.acct.positions.append(pos)
+            positions.append(pos)
         return positions
 
-    def _number_fills(self) -> list[_Fill]:
+    def _make_fills(self) -> list[_Fill]:
         fills = []
         for pos in self.positions:
             pos.open_fill = _Fill(pos.open_t, pos, False)
@@ -629,42 +694,66 @@ class _World:
             if pos.close_t is not None:
                 pos.close_fill = _Fill(pos.close_t, pos, True)
                 fills.append(pos.close_fill)
-        fills.sort(key=lambda f: (f.t, f.pos.id, f.is_close))
-        rng = random.Random(f"{self.cfg.seed}:fill-ids")
+        times = np.array([f.t for f in fills], dtype=np.int64)
+        pids = np.array([f.pos.id for f in fills], dtype=np.int64)
+        order = np.lexsort((pids, times)).tolist()  # no position opens and closes in 1 ms
+        r = random.Random(f"{self.cfg.seed}:fill-ids").random
         order_id, trade_id = 880_000_000, 1_200_000_000
-        for fill in fills:
-            order_id += rng.randint(1, 3)  # gaps: cancelled orders never fill
+        sorted_fills = []
+        for i in order:
+            fill = fills[i]
+            order_id += 1 + int(r() * 3)  # gaps: cancelled orders never fill
             trade_id += 1
             fill.order_id, fill.trade_id = order_id, trade_id
             fill.pos.acct.fills.append(fill)
+            sorted_fills.append(fill)
         for acct in self.accounts:
             acct.fill_times = [f.t for f in acct.fills]
-        return fills
+        return sorted_fills
 
     def _trading_ops(self) -> list[_Op]:
         out = []
         for pos in self.positions:
-            if pos.close_fill is not None:
+            fill = pos.close_fill
+            if fill is not None:
                 net = pos.pnl + pos.open_fee + pos.close_fee
-                out.append(_Op(pos.acct, 1, net, pos.close_t or 0,
-                               f"Position {pos.id} closed", 1, pos.close_fill))
+                out.append(_Op(pos.acct, 1, net, fill.t, f"Position {pos.id} closed", 1, fill))
         return out
 
     def _number_ops(self, ops: list[_Op]) -> list[_Op]:
-        ops.sort(key=lambda o: (o.t, o.acct.id, o.rank, o.fill.trade_id if o.fill else 0))
-        rng = random.Random(f"{self.cfg.seed}:op-ids")
+        keys = (
+            np.array([o.fill.trade_id if o.fill else 0 for o in ops], dtype=np.int64),
+            np.array([o.rank for o in ops], dtype=np.int64),
+            np.array([o.acct.id for o in ops], dtype=np.int64),
+            np.array([o.t for o in ops], dtype=np.int64),
+        )
+        order = np.lexsort(keys).tolist() if ops else []
+        r = random.Random(f"{self.cfg.seed}:op-ids").random
         op_id = 7_300_000
         balances: dict[int, int] = {}
-        for op in ops:
-            op_id += rng.randint(1, 2)
+        sorted_ops = []
+        for i in order:
+            op = ops[i]
+            op_id += 1 + int(r() * 2)
             op.id = op_id
-            op.balance = balances.get(op.acct.id, 0) + op.amount
-            balances[op.acct.id] = op.balance
             acct = op.acct
+            op.balance = balances.get(acct.id, 0) + op.amount  # running balance
+            balances[acct.id] = op.balance
             acct.ops.append(op)
             acct.op_times.append(op.t)
             acct.op_balances.append(op.balance)
-        return ops
+            sorted_ops.append(op)
+        return sorted_ops
+
+
+def _round_div_np(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`_rdiv` (half away from zero); inputs stay far below 2**62."""
+    magnitude = (2 * np.abs(num) + den) // (2 * den)
+    return np.where(num < 0, -magnitude, magnitude)
+
+
+def _fee_cents_np(purchase_cents: np.ndarray) -> np.ndarray:
+    return -np.maximum(1, _round_div_np(np.abs(purchase_cents) * 3, np.int64(100_000)))
 
 
 # --------------------------------------------------------------------------- runtime state

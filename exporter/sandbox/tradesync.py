@@ -37,6 +37,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 from aiohttp import web
@@ -107,7 +108,9 @@ LAST_NAMES = ("Novak", "Silva", "Wong", "Meyer", "Okafor", "Rossi", "Kowalski", 
               "Tanaka", "Dubois", "Ivanova", "Mensah", "Fischer", "Costa", "Nair", "Byrne", "Sato")
 
 # Brokers are one row per (name, platform); servers reference them.  (id, name, application)
-BROKERS = ((1, "Sim Markets Ltd", "mt4"), (2, "Sim Markets Ltd", "mt5"), (3, "Sim Prime", "mt4"), (4, "Sim Prime", "mt5"))
+BROKERS = (
+    (1, "Sim Markets Ltd", "mt4"), (2, "Sim Markets Ltd", "mt5"), (3, "Sim Prime", "mt4"), (4, "Sim Prime", "mt5"),
+)
 # (id, broker_id, name, is_demo)
 SERVERS = (
     (101, 1, "SimMarkets-Live01", False), (102, 1, "SimMarkets-Live02", False), (103, 1, "SimMarkets-Demo01", True),
@@ -232,7 +235,9 @@ class _Dec:
 
     def json(self) -> list[Any]:
         # Correctly rounded division gives the double whose shortest repr is the exact decimal text.
-        out = [v or 0 for v in (self.ints / (10.0**self.scale)).tolist()]
+        out: list[Any] = (self.ints / (10.0**self.scale)).tolist()
+        for i in np.flatnonzero(self.ints == 0).tolist():
+            out[i] = 0  # the API writes zero amounts as the integer 0
         return self._nulls(out)
 
     def decimals(self) -> list[Any]:
@@ -254,8 +259,15 @@ class _Ts:
 
     secs: np.ndarray
     null: np.ndarray | None = None
+    _text: list[str | None] | None = field(default=None, init=False, repr=False)
 
     def strings(self) -> list[str | None]:
+        # Memoised: one column object may back two fields (updated_at and last_ping).
+        if self._text is None:
+            self._text = self._format()
+        return self._text
+
+    def _format(self) -> list[str | None]:
         safe = self.secs if self.null is None else np.where(self.null, 0, self.secs)
         text = np.datetime_as_string(safe.astype("datetime64[s]"), unit="s").tolist()
         out: list[str | None] = [s + "Z" for s in text]
@@ -281,6 +293,18 @@ def _values(col: Column, as_decimal: bool) -> list[Any]:
 def _rows(keys: tuple[str, ...], cols: list[Column], as_decimal: bool) -> list[dict[str, Any]]:
     lists = [_values(c, as_decimal) for c in cols]
     return [dict(zip(keys, vals, strict=True)) for vals in zip(*lists, strict=True)]
+
+
+def _structs(struct: type[msgspec.Struct], cols: list[Column]) -> list[msgspec.Struct]:
+    """The serving fast path: msgspec structs encode about 3x faster than dicts via orjson."""
+    return [struct(*vals) for vals in zip(*(_values(c, False) for c in cols), strict=True)]
+
+
+def _row_struct(name: str, keys: tuple[str, ...]) -> type[msgspec.Struct]:
+    return msgspec.defstruct(name, [(k, Any) for k in keys], gc=False)  # scalar fields only: skip GC tracking
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 def _iso(secs: int) -> str:
@@ -442,7 +466,9 @@ class _TradeBook:
             n_trades[: min(n, 2)] = 0
         initial = _balance_rows(acc, dep_t, dep_amt, np.full(n, _C_INITIAL), rng)
         ops = _extra_balance_ops(rng, acc, n_ops, dep_t, dep_amt, end)
-        trades = _generate_trades(rng, np.repeat(acc, n_trades), np.repeat(dep_t, n_trades), end)
+        lot_cap = np.clip(dep_amt // 20_000, 1, 500)  # bigger deposits trade bigger: 0.01 lot per $200
+        trades = _generate_trades(rng, np.repeat(acc, n_trades), np.repeat(dep_t, n_trades),
+                                  np.repeat(lot_cap, n_trades), end)
         parts = [initial, ops, trades]
         if huge and n >= 2:
             parts.append(_perpetual_trade(acc[1], int(dep_t[1]) + 600))
@@ -602,13 +628,14 @@ def _extra_balance_ops(rng: np.random.Generator, acc: np.ndarray, n_ops: np.ndar
     return _balance_rows(acc[owner], when, amount, comment, rng)
 
 
-def _generate_trades(rng: np.random.Generator, acc: np.ndarray, dep_t: np.ndarray, end: int) -> dict[str, np.ndarray]:
+def _generate_trades(rng: np.random.Generator, acc: np.ndarray, dep_t: np.ndarray, lot_cap: np.ndarray,
+                     end: int) -> dict[str, np.ndarray]:
     m = len(acc)
     lo = dep_t + 60
     open_t = lo + (rng.random(m) * np.maximum(end - 60 - lo, 0)).astype(np.int64)
     hold = np.exp(rng.uniform(math.log(60), math.log(10 * DAY), m)).astype(np.int64)  # log-uniform 1 min-10 days
     close_t = np.where(open_t + hold > end, NEVER, open_t + hold)
-    lots = np.clip(np.rint(np.exp(rng.uniform(0, math.log(500), m))), 1, 500).astype(np.int64)  # skewed small
+    lots = np.clip(np.rint(np.exp(rng.random(m) * np.log(lot_cap))), 1, lot_cap).astype(np.int64)  # skewed small
     rows = {
         "account": acc, "kind": np.where(rng.random(m) < 0.5, BUY, SELL), "sym": rng.integers(0, len(SYMBOLS), m),
         "created": open_t + rng.integers(1, 4, m), "open_t": open_t, "close_t": close_t, "lots": lots,
@@ -942,12 +969,24 @@ class TradesyncSimulator:
         return _Money(*(getattr(m, f)[idx] for f in _Money.__dataclass_fields__))
 
     def _account_rows(self, idx: np.ndarray, clock: int, as_decimal: bool) -> list[dict[str, Any]]:
+        rows = _rows(ACCOUNT_KEYS, self._account_columns(idx, clock), as_decimal)
+        if self.config.drift is not None:
+            self._apply_drift(rows, idx, as_decimal)
+        return rows
+
+    def _account_payload(self, idx: np.ndarray, clock: int) -> list[Any]:
+        """Rows ready for the JSON encoder; drifted rows differ in shape, so they stay dicts."""
+        if self.config.drift is not None:
+            return self._account_rows(idx, clock, False)
+        return _structs(_ACCOUNT_STRUCT, self._account_columns(idx, clock))
+
+    def _account_columns(self, idx: np.ndarray, clock: int) -> list[Column]:
         cfg = self.config
         ids, created = self._ids[idx], self._created[idx]
         st = _account_statics(cfg.seed, idx, ids, cfg.huge_values)
         h, m = st.hasher, self._money(idx, st, clock)
         equity = m.balance + st.credit + m.floating
-        ping = np.maximum(created, clock - h.below(_F["ping"], 60))
+        ping = _Ts(np.maximum(created, clock - h.below(_F["ping"], 60)))
         restored_at = created + DAY
         server = [SERVERS[s] for s in st.server.tolist()]
         brokers = [_BROKER_BY_ID[s[1]] for s in server]
@@ -960,12 +999,12 @@ class TradesyncSimulator:
         protect = h.uniform(_F["eq_protect"]) < 0.1
         pending = np.where(h.uniform(_F["pending"]) < 0.8, 0, 1 + h.below(_F["pending"], 3))
         cols: list[Column] = [
-            ids, _Ts(created), _Ts(ping), _Ts(restored_at, (h.uniform(_F["restored"]) >= 0.02) | (restored_at > clock)),
-            _Ts(ping),
+            ids, _Ts(created), ping, _Ts(restored_at, (h.uniform(_F["restored"]) >= 0.02) | (restored_at > clock)),
+            ping,
             [f"{LAST_NAMES[b]} {c} {n}" for b, c, n in zip(last, currency, numbers, strict=True)],
             [f"{FIRST_NAMES[a]} {LAST_NAMES[b]}" for a, b in zip(first, last, strict=True)],
             numbers,
-            ["sim-%08x" % v for v in (h.bits(_F["password"]) >> np.uint64(32)).tolist()],
+            [f"sim-{v:08x}" for v in (h.bits(_F["password"]) >> np.uint64(32)).tolist()],
             [s[0] for s in server], [b[1] for b in brokers], [s[2] for s in server],
             [SUFFIXES[s] for s in st.suffix.tolist()], currency, st.leverage,
             [STATUSES[s] for s in status.tolist()], [LOGIN_RESPONSES[s] for s in status.tolist()],
@@ -979,12 +1018,10 @@ class TradesyncSimulator:
             m.open_trades, _Dec(m.open_lots), pending, _Dec(pending * (1 + h.below(_F["pending_lots"], 50))),
             _Dec(m.daily), _Dec(m.weekly), _Dec(m.monthly), _Dec(m.total),
         ]
-        rows = _rows(ACCOUNT_KEYS, cols, as_decimal)
-        if cfg.drift is not None:
-            self._apply_drift(rows, idx, h, as_decimal)
-        return rows
+        return cols
 
-    def _apply_drift(self, rows: list[dict[str, Any]], idx: np.ndarray, h: _Hasher, as_decimal: bool) -> None:
+    def _apply_drift(self, rows: list[dict[str, Any]], idx: np.ndarray, as_decimal: bool) -> None:
+        h = _Hasher(self.config.seed, self._ids[idx])
         drift, risk = self.config.drift, h.below(_F["risk"], 1000).tolist()
         for row, i, tenths in zip(rows, idx.tolist(), risk, strict=True):
             if i < self._half:
@@ -994,13 +1031,17 @@ class TradesyncSimulator:
             elif drift == "null_field":
                 row["leverage"] = None
             elif drift == "int_gets_decimals":
-                row["open_trades"] = Decimal(row["open_trades"]) + Decimal("0.5") if as_decimal else row["open_trades"] + 0.5
+                half = Decimal("0.5") if as_decimal else 0.5
+                row["open_trades"] = row["open_trades"] + half
             elif drift == "decimal_na":
                 row["balance"] = "N/A"
 
     # ---- trade rows ---------------------------------------------------------
 
     def _trade_rows(self, rows: np.ndarray, view: _BookView, as_decimal: bool) -> list[dict[str, Any]]:
+        return _rows(TRADE_KEYS, self._trade_columns(rows, view), as_decimal)
+
+    def _trade_columns(self, rows: np.ndarray, view: _BookView) -> list[Column]:
         b = self._book
         assert b is not None
         closed = view.closed[rows]
@@ -1023,19 +1064,23 @@ class TradesyncSimulator:
             _Dec(b.tick_value[rows], 5), _Dec(np.where(is_trade, 1, 0), digits), _Dec(b.tick_value[rows], 5),
             [_SYM_MODE[s] for s in sym.tolist()],
         ]
-        return _rows(TRADE_KEYS, cols, as_decimal)
+        return cols
 
     # ---- rendering ----------------------------------------------------------
 
     def _render_accounts_page(self, q: _Query, clock: int) -> tuple[bytes, int | None]:
         pos = _paginate(self._ids[: self._visible_accounts(clock)], q)
-        return self._list_body(self._account_rows(pos, clock, False), q)
+        last_id = int(self._ids[pos[-1]]) if len(pos) else None
+        return self._list_body(self._account_payload(pos, clock), q, last_id), last_id
 
-    def _list_body(self, data: list[dict[str, Any]], q: _Query) -> tuple[bytes, int | None]:
-        last_id = data[-1]["id"] if data else None
+    @staticmethod
+    def _list_body(data: list[Any], q: _Query, last_id: int | None) -> bytes:
         meta = {"count": len(data), "limit": q.limit, "order": q.order, "last_id": last_id}
-        body = orjson.dumps({"result": "success", "status": 200, "meta": meta, "data": data})
-        return body, last_id
+        return _ENCODER.encode({"result": "success", "status": 200, "meta": meta, "data": data})
+
+    def _items_page(self, items: list[dict[str, Any]], q: _Query) -> bytes:
+        pos = _paginate(np.array([i["id"] for i in items], dtype=np.int64), q).tolist()
+        return self._list_body([items[p] for p in pos], q, items[pos[-1]]["id"] if pos else None)
 
     def _list_page(self, route: _Route, q: _Query, clock: int) -> bytes:
         key = (route.kind, route.path_id, q, clock)
@@ -1053,24 +1098,22 @@ class TradesyncSimulator:
         if route.kind == "analyses":
             n = self._visible_accounts(clock)
             pos = _paginate(ANALYSIS_ID_START + np.arange(n), q)
-            return self._list_body(self._analysis_rows(pos, clock, False), q)[0]
+            last_id = ANALYSIS_ID_START + int(pos[-1]) if len(pos) else None
+            return self._list_body(self._analysis_rows(pos, clock, False), q, last_id)
         if route.kind in ("dailies", "monthlies"):
-            items = self._history(route.kind, self._account_index(route.path_id, clock), clock, q)
-            pos = _paginate(np.array([i["id"] for i in items], dtype=np.int64), q)
-            return self._list_body([items[p] for p in pos.tolist()], q)[0]
-        items = self._catalog(route.kind, q.get("application"))
-        pos = _paginate(np.array([i["id"] for i in items], dtype=np.int64), q)
-        return self._list_body([items[p] for p in pos.tolist()], q)[0]
+            return self._items_page(self._history(route.kind, self._account_index(route.path_id, clock), clock, q), q)
+        return self._items_page(self._catalog(route.kind, q.get("application")), q)
 
     def _render_trades_page(self, q: _Query, clock: int) -> bytes:
         view = self._view(clock)
         if view is None:
-            return self._list_body([], q)[0]
+            return self._list_body([], q, None)
         cand = self._trade_candidates(view, q)
         ids = self._book.ids[: view.n_visible] if cand is None else self._book.ids[cand]  # type: ignore[union-attr]
         pos = _paginate(ids, q)
         rows = pos if cand is None else cand[pos]
-        return self._list_body(self._trade_rows(rows, view, False), q)[0]
+        last_id = int(ids[pos[-1]]) if len(pos) else None
+        return self._list_body(_structs(_TRADE_STRUCT, self._trade_columns(rows, view)), q, last_id)
 
     def _trade_candidates(self, view: _BookView, q: _Query) -> np.ndarray | None:
         """Visible row positions matching the filters, ascending; None means every visible row."""
@@ -1159,7 +1202,7 @@ class TradesyncSimulator:
         first = _month_index(int(self._created[a]))
         n_months = max(_month_index(clock) - first + 1, 0)
         rows, view = self._closed_rows_of(a, clock)
-        balance, pnl, _, deposits = self._per_bucket(rows, view, lambda close_t: _month_index(close_t) - first, n_months)
+        balance, pnl, _, deposits = self._per_bucket(rows, view, lambda t: _month_index(t) - first, n_months)
         opening = np.cumsum(balance) - balance  # balance at the start of each month
         base = opening + deposits
         growth = np.where(base > 0, np.rint(pnl * 10_000 / np.maximum(base, 1)), 0).astype(np.int64)
@@ -1261,7 +1304,8 @@ class TradesyncSimulator:
         key = self._authenticate(request.headers.get("Authorization"))
         wait = self._limiter.take(key, cfg.rate_limit_rps, cfg.rate_limit_burst)
         if wait > 0:
-            headers = {"Retry-After": str(KeyedRateLimiter.retry_after_seconds(wait))} if cfg.retry_after_header else None
+            retry_after = str(KeyedRateLimiter.retry_after_seconds(wait))
+            headers = {"Retry-After": retry_after} if cfg.retry_after_header else None
             raise _Reject(429, "TOO_MANY_REQUESTS", headers=headers)
 
     def _authenticate(self, header: str | None) -> str:
@@ -1355,6 +1399,8 @@ _ANALYSIS_FIELDS = (
     "total_trades", "total_longs", "total_shorts", "total_trades_won", "total_trades_lost", "sum_win",
     "sum_loss", "longs_won", "shorts_won", "best_trade", "worst_trade",
 )
+_ACCOUNT_STRUCT = _row_struct("TradesyncAccount", ACCOUNT_KEYS)
+_TRADE_STRUCT = _row_struct("TradesyncTrade", TRADE_KEYS)
 DAILY_KEYS = ("id", "account_id", "date", "running_balance", "profit_loss", "running_profit_loss",
               "running_growth", "lots")
 MONTHLY_KEYS = ("id", "account_id", "date", "growth")
@@ -1376,7 +1422,9 @@ def _seconds(raw: str | None) -> float:
 
 
 @contextmanager
-def tradesync_simulator(config: TradesyncSimConfig | None = None, **overrides: Any) -> Iterator[tuple[str, TradesyncSimulator]]:
+def tradesync_simulator(
+    config: TradesyncSimConfig | None = None, **overrides: Any
+) -> Iterator[tuple[str, TradesyncSimulator]]:
     """Run a simulator in a background thread; yields ``(base_url, simulator)``.
 
     >>> with tradesync_simulator(accounts=3, rate_limit_rps=0) as (url, sim):  # doctest: +SKIP

@@ -19,7 +19,7 @@ import msgspec
 import pyarrow as pa
 
 from ..errors import AuthError, DataError
-from ..http import ClientSettings, HttpClient, Response
+from ..http import ClientSettings, HttpClient, Response, RetryPolicy
 from ..jobs import Option, SourceSpec
 from ..schema import RecordSchema, columns
 from ..walk import KeysetCollection, KeysetPage, Page
@@ -215,6 +215,7 @@ class TradesyncSource:
             base_url=connection.base_url,
             concurrency=self.spec.concurrency,
             rps=self.spec.rps,
+            retry=RetryPolicy(max_attempts=self.spec.max_attempts, max_elapsed=self.spec.retry_seconds),
         )
 
     def streams(self, *, schema_drift: str) -> list[Stream]:
