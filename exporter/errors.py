@@ -56,6 +56,10 @@ class SchemaDriftError(ExporterError):
     """``schema_drift = "strict"`` and the API sent fields the schema does not know."""
 
 
+class IncompleteRun(ExporterError):
+    """Some fan-out targets (accounts, windows) still failed after retries; nothing was published."""
+
+
 class CheckpointError(ExporterError):
     """A checkpoint cannot be used for this run (different job definition, corrupt state)."""
 

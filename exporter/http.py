@@ -43,7 +43,6 @@ class RetryPolicy:
     max_elapsed: float = 300.0
     base_delay: float = 0.25
     max_delay: float = 30.0
-    min_429_delay: float = 0.0
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)], never exactly zero."""
@@ -128,6 +127,8 @@ class ClientSettings:
     verify_tls: bool = True
     ca_bundle: str | None = None
     user_agent: str = "brokerexport"
+    # TraderEvolution limits each collection separately: pace per first path segment
+    pace_per_collection: bool = False
 
 
 class HttpClient:
@@ -154,7 +155,7 @@ class HttpClient:
         # a source may ask for a longer pause than Retry-After says (a blocked token, say)
         self.on_response = on_response
         self.stats = RequestStats()
-        self.pacer = Pacer(settings.rps, adaptive=settings.adaptive_rate)
+        self.pacers: dict[str, Pacer] = {}
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
         self._rng = random.Random(seed)
         self._session: aiohttp.ClientSession | None = None
@@ -192,6 +193,21 @@ class HttpClient:
         if self.settings.ca_bundle:
             return ssl.create_default_context(cafile=self.settings.ca_bundle)
         return True
+
+    def pacer(self, path: str) -> Pacer:
+        """The pacer that governs ``path``: one per source, or one per collection."""
+        key = path.strip("/").split("/", 1)[0] if self.settings.pace_per_collection else ""
+        pacer = self.pacers.get(key)
+        if pacer is None:
+            pacer = self.pacers[key] = Pacer(self.settings.rps, adaptive=self.settings.adaptive_rate)
+        return pacer
+
+    def pause_all(self, seconds: float) -> None:
+        """Hold every request of this source back (a blocked token, a Retry-After)."""
+        if not self.pacers:
+            self.pacer("")
+        for pacer in self.pacers.values():
+            pacer.pause(seconds)
 
     def url(self, path: str) -> str:
         return self.settings.base_url.rstrip("/") + "/" + path.lstrip("/")
@@ -245,9 +261,9 @@ class HttpClient:
                         raise HTTPError(
                             f"undecodable {status} response: {exc}", status=status, transient=True
                         ) from exc
-                    self.pacer.on_success()
+                    self.pacer(path).on_success()
                     return value
-                raise self._status_error(response)
+                raise self._status_error(path, response)
             except HTTPError as exc:
                 if not exc.transient:
                     raise
@@ -256,7 +272,7 @@ class HttpClient:
                 kind = type(exc).__name__
                 failure = HTTPError(f"{kind}: {exc}" if str(exc) else kind, transient=True)
                 self.stats.errors[kind] += 1
-            delay = self._retry_delay(failure, attempt)
+            delay = self._retry_delay(path, failure, attempt)
             elapsed = time.monotonic() - started
             if attempt >= policy.max_attempts or elapsed + delay > policy.max_elapsed:
                 raise RetriesExhausted(
@@ -268,7 +284,7 @@ class HttpClient:
 
     async def _exchange(self, method: str, path: str, params: Mapping[str, str] | None) -> Response:
         async with self._slots:
-            await self.pacer.acquire()
+            await self.pacer(path).acquire()
             headers = await self.auth.headers(self)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -278,7 +294,7 @@ class HttpClient:
                 self.in_flight -= 1
         return response
 
-    def _status_error(self, response: Response) -> HTTPError:
+    def _status_error(self, path: str, response: Response) -> HTTPError:
         status = response.status
         detail = self.read_error(response)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -288,7 +304,7 @@ class HttpClient:
                 retry_after = max(retry_after or 0.0, floor)
         if status == 429:
             self.stats.throttled += 1
-            self.pacer.on_throttled()
+            self.pacer(path).on_throttled()
         transient = status in TRANSIENT_STATUSES
         self.stats.errors[f"http_{status}"] += 1
         return HTTPError(
@@ -299,15 +315,14 @@ class HttpClient:
             url=response.url,
         )
 
-    def _retry_delay(self, failure: HTTPError, attempt: int) -> float:
+    def _retry_delay(self, path: str, failure: HTTPError, attempt: int) -> float:
         if failure.retry_after is not None and failure.retry_after > 0:
             # the server said exactly how long; everybody on this source waits that long
-            self.pacer.pause(failure.retry_after)
+            self.pause_all(failure.retry_after)
             return failure.retry_after
         delay = self.settings.retry.backoff(attempt, self._rng)
         if failure.status == 429:
-            delay = max(delay, self.settings.retry.min_429_delay)
-            self.pacer.pause(delay)
+            self.pacer(path).pause(delay)
         return delay
 
     def _auth_message(self, response: Response) -> str:

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from . import __version__
 from .checkpoint import FILE_NAME, Checkpoint, merge_progress
-from .errors import ExporterError, Interrupted
+from .errors import ExporterError, IncompleteRun, Interrupted
 from .fsutil import fsync_dir, remove_tree, write_json_atomic
 from .http import HttpClient
 from .jobs import JobSpec
@@ -36,7 +36,7 @@ from .progress import Reporter
 from .schema import Converted, PageConverter
 from .sink import DatasetWriter, PartFile, WriterSettings, discard_unfinished, publish_partition
 from .sources import Connection, Source, Stream, registry
-from .walk import Page
+from .walk import Page, failed_targets
 
 log = logging.getLogger("exporter.run")
 
@@ -373,6 +373,14 @@ class Run:
             if producer.cancelled():
                 return
             producer.result()  # re-raise a walk failure
+            failed = failed_targets(stream_state["walk"])
+            if failed:
+                sample = "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3])
+                raise IncompleteRun(
+                    f"{stream_key}: {len(failed)} of {len(stream_state['walk'].get('targets', []))} requests "
+                    f"groups still failed after retries (e.g. {sample}). Nothing was published; rerun to "
+                    "fetch only those (finished ones are checkpointed)"
+                )
             await asyncio.to_thread(_finish_all, own)
             stream_state["done"] = True
             self._save()

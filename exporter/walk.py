@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .errors import HTTPError, RetriesExhausted
 from .http import HttpClient, Response
-from .pagination import KeysetWalker, split_id_range
+from .pagination import KeysetWalker, OffsetWalker, split_id_range
 
 
 @dataclass
@@ -135,3 +136,79 @@ class KeysetCollection:
             objects = page.objects[keep.start : keep.stop]
             progress = {"ranges": {key: {**piece, "cursor": walker.cursor, "done": walker.done}}}
             await emit(Page(self.stream, objects=objects, progress=progress))
+
+
+@dataclass(frozen=True)
+class Target:
+    """One limit/offset list to walk: an account's operations, a report's date window, …"""
+
+    key: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+
+
+RecordsDecoder = Callable[[Response], list[dict[str, Any]]]
+
+
+@dataclass
+class OffsetLists:
+    """Many bare-array lists paged by ``limit``/``offset``, walked concurrently (fan-out).
+
+    ``plan(client)`` names the targets once (stored in the state, so a resumed run walks the same
+    set); ``workers`` tasks take targets in turn, each page is emitted as soon as it arrives, and
+    each target's offset is checkpointed. A target whose requests keep failing after the client's
+    retries is recorded under ``failed`` (never silently dropped) and the others go on; a resumed
+    run tries it again.
+    """
+
+    stream: str
+    plan: Callable[[HttpClient], Awaitable[list[Target]]]
+    decode: RecordsDecoder
+    id_of: Callable[[dict[str, Any]], Any]
+    page_size: int = 1000
+    workers: int = 0  # 0: the client's concurrency
+
+    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+        if "targets" not in state:
+            targets = await self.plan(client)
+            state["targets"] = [[t.key, t.path, t.params] for t in targets]
+            state["progress"] = {}
+            state["failed"] = {}
+        progress: dict[str, Any] = state["progress"]
+        todo = [Target(k, p, dict(q)) for k, p, q in state["targets"] if not progress.get(k, {}).get("done")]
+        workers = min(len(todo), self.workers or client.settings.concurrency)
+        next_index = 0
+
+        async def worker() -> None:
+            nonlocal next_index
+            while next_index < len(todo):
+                target = todo[next_index]
+                next_index += 1
+                start = int(progress.get(target.key, {}).get("offset", 0))
+                try:
+                    await self._walk(client, emit, target, start)
+                except (RetriesExhausted, HTTPError) as exc:
+                    await emit(Page(self.stream, records=[], progress={"failed": {target.key: str(exc)}}))
+
+        if workers:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(worker())
+
+    async def _walk(self, client: HttpClient, emit: Emit, target: Target, offset: int) -> None:
+        walker = OffsetWalker(self.page_size, offset=offset)
+        while not walker.done:
+            params = {**target.params, **walker.next_params()}
+            records = await client.request("GET", target.path, params=params, decode=self.decode)
+            keep = walker.update([self.id_of(r) for r in records])
+            kept = records if len(keep) == len(records) else [records[i] for i in keep]
+            done = {"offset": walker.offset, "done": walker.done}
+            update: dict[str, Any] = {"progress": {target.key: done}}
+            if walker.done:
+                update["failed"] = {target.key: None}
+            await emit(Page(self.stream, records=kept, progress=update))
+
+
+def failed_targets(state: dict[str, Any]) -> dict[str, str]:
+    """Targets of an :class:`OffsetLists` walk that failed and were not retried successfully."""
+    return {k: v for k, v in state.get("failed", {}).items() if v}

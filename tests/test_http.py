@@ -171,5 +171,5 @@ def test_meta_count_mismatch_is_malformed() -> None:
 
     body = page([1, 2])
     body["meta"]["count"] = 5
-    with pytest.raises(DataError, match="meta.count"):
+    with pytest.raises(DataError, match=r"meta\.count"):
         decode_list_page(Response(200, {}, json.dumps(body).encode(), BASE))

@@ -37,7 +37,7 @@ def clean_export(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_accounts_equal_the_simulator_exactly(clean_export) -> None:
-    output, result, expected, _ = clean_export
+    output, _, expected, _ = clean_export
     table = read_dataset(output, "tradesync", "accounts")
     assert table.num_rows == ACCOUNTS
     ids = table.column("id").to_pylist()
@@ -63,7 +63,7 @@ def test_types_are_explicit(clean_export) -> None:
 
 
 def test_password_is_never_exported(clean_export) -> None:
-    output, result, expected, _ = clean_export
+    output, _, expected, _ = clean_export
     assert all(e["password"] for e in expected)
     assert "password" not in read_dataset(output, "tradesync", "accounts").column_names
     secrets = {e["password"].encode() for e in expected[:50]}
@@ -108,9 +108,10 @@ def test_duckdb_reads_the_snapshot_with_hive_partitions(clean_export) -> None:
         f"SELECT source, currency, sum(balance) AS total, count(*) AS n, min(snapshot_date) AS d "
         f"FROM read_parquet('{glob}', hive_partitioning=true, union_by_name=true) GROUP BY ALL ORDER BY currency"
     ).fetchall()
+    money = ACCOUNT.arrow_schema().field("balance").type
     want: dict[str, object] = {}
     for e in expected:
-        want[e["currency"]] = want.get(e["currency"], 0) + expected_value(e["balance"], ACCOUNT.arrow_schema().field("balance").type)
+        want[e["currency"]] = want.get(e["currency"], 0) + expected_value(e["balance"], money)
     assert {r[1]: r[2] for r in rows} == want
     assert sum(r[3] for r in rows) == ACCOUNTS
 
@@ -190,9 +191,8 @@ def test_rerun_replaces_and_failed_run_keeps_old_snapshot(tmp_path: Path) -> Non
     before = _snapshot_files(output)
     # a run that dies midway: every 7th request fails and no retry is allowed
     failing = TradesyncSimConfig(accounts=3000, trades_per_account=1, rate_limit_rps=0, fail_every_n=7)
-    with tradesync_simulator(failing) as (url, _):
-        with pytest.raises(Exception, match="failed after 1 attempts"):
-            run(tradesync_job(page_size=200, max_attempts=1), output, tradesync_env(url))
+    with tradesync_simulator(failing) as (url, _), pytest.raises(Exception, match="failed after 1 attempts"):
+        run(tradesync_job(page_size=200, max_attempts=1), output, tradesync_env(url))
     assert _snapshot_files(output) == before
     assert read_dataset(output, "tradesync", "accounts").num_rows == 3000
     for path in (p for p in before if p.suffix == ".parquet"):

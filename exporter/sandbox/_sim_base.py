@@ -204,7 +204,7 @@ def _build_app(app_factory: AppFactory) -> web.Application:
 async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     bound_port = int(runner.addresses[0][1])
     return runner, bound_port

@@ -426,13 +426,16 @@ class _Position:
                  "inst", "lots", "open_cross", "open_fee", "open_fill", "open_px", "open_t",
                  "pnl", "side", "terminal")
 
-    def __init__(self, acct: _Account, inst: _Instrument, side: int, lots: int,
-                 open_t: int, close_t: int | None, terminal: str) -> None:
-        self.acct, self.inst, self.side, self.lots = acct, inst, side, lots
-        self.open_t, self.close_t, self.terminal = open_t, close_t, terminal
-        self.id = 0
-        self.open_px = self.close_px = self.open_cross = self.close_cross = 0
-        self.open_fee = self.close_fee = self.pnl = 0
+    def __init__(self, pid: int, acct: _Account, inst: _Instrument, side: int, lots: int,
+                 terminal: str, open_t: int, open_px: int, open_cross: int, open_fee: int,
+                 close_t: int | None, close_px: int, close_cross: int, close_fee: int,
+                 pnl: int) -> None:
+        """Prices in 10**-dp units, crosses in 10**-CROSS_DP, money in cents, lots in 0.01."""
+        self.id, self.acct, self.inst, self.side, self.lots = pid, acct, inst, side, lots
+        self.terminal, self.open_t, self.open_px = terminal, open_t, open_px
+        self.open_cross, self.open_fee, self.close_t = open_cross, open_fee, close_t
+        self.close_px, self.close_cross, self.close_fee = close_px, close_cross, close_fee
+        self.pnl = pnl  # realised gross P&L, zero while open
         self.open_fill: _Fill | None = None
         self.close_fill: _Fill | None = None
 
@@ -667,22 +670,28 @@ class _World:
         close_fee = _fee_cents_np(_round_div_np(sized * close_px * close_cross, den))
         move = (close_px - open_px) * np.array(d.side, dtype=np.int64) * sized
         pnl = _round_div_np(move * close_cross, den)
-        columns = [c.tolist() for c in (open_px, open_cross, open_fee, close_px, close_cross,
-                                        close_fee, pnl)]
+        closed = closes >= 0
         acct_ids = np.array([a.id for a in d.acct], dtype=np.int64)
-        order = np.lexsort((acct_ids, opens)).tolist()  # position ids follow open time
+        order = np.lexsort((acct_ids, opens))  # position ids follow open time
+
+        def take(values: Any, only_closed: bool = False) -> list[Any]:
+            values = np.asarray(values)
+            return (np.where(closed, values, 0) if only_closed else values)[order].tolist()
+
+        side, lots, open_t = take(d.side), take(d.lots), take(opens)
+        open_px_l, open_cross_l, open_fee_l = take(open_px), take(open_cross), take(open_fee)
+        close_px_l, close_cross_l = take(close_px, True), take(close_cross, True)
+        close_fee_l, pnl_l = take(close_fee, True), take(pnl, True)
+        close_t = [None if t < 0 else t for t in take(closes)]
+        order_l = order.tolist()
         positions = []
-        for n, i in enumerate(order):
-            closed = d.close_t[i] >= 0
-            pos = _Position(d.acct[i], INSTRUMENTS[d.inst[i]], d.side[i], d.lots[i],
-                            d.open_t[i], d.close_t[i] if closed else None,
-                            TERMINALS[d.terminal[i]])
-            pos.id = 21_000_001 + n
-            pos.open_px, pos.open_cross, pos.open_fee = columns[0][i], columns[1][i], columns[2][i]
-            if closed:
-                pos.close_px, pos.close_cross = columns[3][i], columns[4][i]
-                pos.close_fee, pos.pnl = columns[5][i], columns[6][i]
-            pos.acct.positions.append(pos)
+        for n, i in enumerate(order_l):
+            acct = d.acct[i]
+            pos = _Position(21_000_001 + n, acct, INSTRUMENTS[d.inst[i]], side[n], lots[n],
+                            TERMINALS[d.terminal[i]], open_t[n], open_px_l[n], open_cross_l[n],
+                            open_fee_l[n], close_t[n], close_px_l[n], close_cross_l[n],
+                            close_fee_l[n], pnl_l[n])
+            acct.positions.append(pos)
             positions.append(pos)
         return positions
 
@@ -1697,7 +1706,7 @@ def run_in_thread(app: web.Application, host: str = "127.0.0.1", port: int = 0,
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, host, port, ssl_context=ssl_context, shutdown_timeout=1.0)
+            site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
             loop.run_until_complete(site.start())
             box["port"] = runner.addresses[0][1]
         except BaseException as exc:  # surfaced in the caller's thread

@@ -425,11 +425,12 @@ class _TradeBook:
         self.t0, self.end = t0, end
         self._walk_step = max(60, math.ceil((end - t0) / 500_000))
         self._walk = self._price_walk(cfg.seed, (end - t0) // self._walk_step + 2)
-        groups = [self._generate(cfg, np.random.default_rng([cfg.seed, 21]), np.arange(n_base), created, t0, end,
+        # Existing and later accounts draw from separate streams, so adding new ones leaves the others alone.
+        groups = [_generate_rows(cfg, np.random.default_rng([cfg.seed, 21]), np.arange(n_base), created, end,
                                  cfg.huge_values)]
         if len(created) > n_base:
-            groups.append(self._generate(cfg, np.random.default_rng([cfg.seed, 22]),
-                                         np.arange(n_base, len(created)), created, t0, end, False))
+            later = np.arange(n_base, len(created))
+            groups.append(_generate_rows(cfg, np.random.default_rng([cfg.seed, 22]), later, created, end, False))
         cols = {k: np.concatenate([g[k] for g in groups]) for k in groups[0]}
         order = np.lexsort((np.arange(len(cols["created"])), cols["account"], cols["created"]))
         for key in cols:
@@ -450,29 +451,6 @@ class _TradeBook:
     def price_at(self, sym: np.ndarray, when: np.ndarray | int) -> np.ndarray:
         pos = np.clip((np.asarray(when) - self.t0) // self._walk_step, 0, self._walk.shape[1] - 1)
         return self._walk[np.clip(sym, 0, None), pos]
-
-    @staticmethod
-    def _generate(cfg: TradesyncSimConfig, rng: np.random.Generator, acc: np.ndarray, created: np.ndarray,
-                  t0: int, end: int, huge: bool) -> dict[str, np.ndarray]:
-        n = len(acc)
-        dep_t = created[acc] + rng.integers(60, 3601, n)
-        dep_amt = np.rint(np.exp(rng.uniform(math.log(1_000), math.log(100_000), n)) * 100).astype(np.int64)
-        n_ops = rng.integers(0, 4, n)
-        n_trades = np.rint(cfg.trades_per_account * rng.uniform(0.5, 1.5, n)).astype(np.int64)
-        if huge and n:
-            # Account 0 holds one exact huge deposit; account 1 one open 0.07-lot trade for ever.
-            dep_amt[0] = HUGE_BALANCE_CENTS
-            n_ops[: min(n, 2)] = 0
-            n_trades[: min(n, 2)] = 0
-        initial = _balance_rows(acc, dep_t, dep_amt, np.full(n, _C_INITIAL), rng)
-        ops = _extra_balance_ops(rng, acc, n_ops, dep_t, dep_amt, end)
-        lot_cap = np.clip(dep_amt // 20_000, 1, 500)  # bigger deposits trade bigger: 0.01 lot per $200
-        trades = _generate_trades(rng, np.repeat(acc, n_trades), np.repeat(dep_t, n_trades),
-                                  np.repeat(lot_cap, n_trades), end)
-        parts = [initial, ops, trades]
-        if huge and n >= 2:
-            parts.append(_perpetual_trade(acc[1], int(dep_t[1]) + 600))
-        return {k: np.concatenate([p[k] for p in parts]) for k in initial}
 
     def _assign(self, cols: dict[str, np.ndarray], seed: int, statics: _Statics) -> None:
         rng = np.random.default_rng([seed, 23])
@@ -600,6 +578,30 @@ class _TradeBook:
         return {"best_trade": best, "worst_trade": worst, "best_date": best_t, "worst_date": worst_t}
 
 
+def _generate_rows(cfg: TradesyncSimConfig, rng: np.random.Generator, acc: np.ndarray, created: np.ndarray,
+               end: int, huge: bool) -> dict[str, np.ndarray]:
+    """Deposits, withdrawals and trades of a group of accounts, unsorted."""
+    n = len(acc)
+    dep_t = created[acc] + rng.integers(60, 3601, n)
+    dep_amt = np.rint(np.exp(rng.uniform(math.log(1_000), math.log(100_000), n)) * 100).astype(np.int64)
+    n_ops = rng.integers(0, 4, n)
+    n_trades = np.rint(cfg.trades_per_account * rng.uniform(0.5, 1.5, n)).astype(np.int64)
+    if huge and n:
+        # Account 0 holds one exact huge deposit; account 1 one open 0.07-lot trade for ever.
+        dep_amt[0] = HUGE_BALANCE_CENTS
+        n_ops[: min(n, 2)] = 0
+        n_trades[: min(n, 2)] = 0
+    initial = _balance_rows(acc, dep_t, dep_amt, np.full(n, _C_INITIAL), rng)
+    ops = _extra_balance_ops(rng, acc, n_ops, dep_t, dep_amt, end)
+    lot_cap = np.clip(dep_amt // 20_000, 1, 500)  # bigger deposits trade bigger: 0.01 lot per $200
+    trades = _generate_trades(rng, np.repeat(acc, n_trades), np.repeat(dep_t, n_trades),
+                              np.repeat(lot_cap, n_trades), end)
+    parts = [initial, ops, trades]
+    if huge and n >= 2:
+        parts.append(_perpetual_trade(acc[1], int(dep_t[1]) + 600))
+    return {k: np.concatenate([p[k] for p in parts]) for k in initial}
+
+
 def _empty_rows(n: int) -> dict[str, np.ndarray]:
     z = np.zeros(n, dtype=np.int64)
     return {"account": z.copy(), "kind": z.copy(), "sym": z - 1, "created": z.copy(), "open_t": z.copy(),
@@ -696,8 +698,9 @@ _LIST_PARAMS = {
     "dailies": ("start_date", "end_date"), "monthlies": ("start_date", "end_date"),
     "brokers": (), "servers": ("application",),
 }
-_INT_RE = re.compile(r"-?[0-9]{1,18}\Z")
-_INT_LIST_RE = re.compile(r"-?[0-9]{1,18}(,-?[0-9]{1,18})*\Z")
+_INT_RE = re.compile(r"-?[0-9]+\Z")
+_INT_LIST_RE = re.compile(r"-?[0-9]+(,-?[0-9]+)*\Z")
+_ID_CAP = 2**62  # larger ids exist nowhere; capping keeps numpy searches in int64
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
@@ -739,7 +742,7 @@ def _validate(kind: str, query: Any, max_limit: int, strict_limit: bool) -> _Que
         if not _INT_RE.match(raw) or int(raw) < 0:
             errors["last_id"] = ["The last id must be an integer greater than or equal to 0."]
         else:
-            last_id = int(raw)
+            last_id = min(int(raw), _ID_CAP)
     filters = [(name, _filter_value(name, query[name], errors)) for name in _LIST_PARAMS[kind] if name in query]
     start, end = dict(filters).get("start_date"), dict(filters).get("end_date")
     if isinstance(start, date) and isinstance(end, date) and start > end:
@@ -752,11 +755,11 @@ def _validate(kind: str, query: Any, max_limit: int, strict_limit: bool) -> _Que
 def _filter_value(name: str, raw: str, errors: dict[str, list[str]]) -> Any:
     if name in ("account_id", "id"):
         if _INT_RE.match(raw):
-            return int(raw)
+            return max(min(int(raw), _ID_CAP), -_ID_CAP)
         errors[name] = [f"The {name.replace('_', ' ')} must be an integer."]
     elif name in ("account_ids", "ids"):
         if _INT_LIST_RE.match(raw):
-            return tuple(sorted({int(v) for v in raw.split(",")}))
+            return tuple(sorted({max(min(int(v), _ID_CAP), -_ID_CAP) for v in raw.split(",")}))
         errors[name] = [f"The {name.replace('_', ' ')} must be a comma-separated list of integers."]
     elif name == "state":
         if raw in ("open", "closed"):
@@ -786,7 +789,7 @@ def _paginate(ids: np.ndarray, q: _Query) -> np.ndarray:
 
 
 def _parse_path_id(raw: str | None) -> int:
-    if raw is None or not _INT_RE.match(raw):
+    if raw is None or not _INT_RE.match(raw) or len(raw) > 18:
         raise _Reject(404, "NOT_FOUND")
     return int(raw)
 
@@ -809,7 +812,10 @@ class _PageCache:
 
     def put(self, key: tuple[Any, ...], body: bytes) -> bool:
         with self._lock:
-            if key in self._items or len(body) > self.max_bytes:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return True
+            if len(body) > self.max_bytes:
                 return False
             self._items[key] = body
             self._size += len(body)
@@ -946,17 +952,17 @@ class TradesyncSimulator:
         """
         if max_bytes is not None and max_bytes > self._cache.max_bytes:
             self._cache.max_bytes = max_bytes
-        budget = self._cache.max_bytes
-        limit, clock, last_id, used, pages = min(1000, self.config.max_limit), self._clock, None, 0, 0
-        while used < budget:
-            q = _Query("asc", limit, last_id)
-            body, last_id = self._render_accounts_page(q, clock)
-            if not self._cache.put(("accounts", None, q, clock), body):
+        clock, limit = self._clock, min(1000, self.config.max_limit)
+        self._view(clock)  # trades-mode aggregates are shared by every page
+        n, used, pages = self._visible_accounts(clock), 0, 0
+        # Page k answers last_id = id of row k*limit-1; an exact multiple also gets the final empty page.
+        for start in range(0, n + 1, limit):
+            q = _Query("asc", limit, int(self._ids[start - 1]) if start else None)
+            key = ("accounts", None, q, clock)
+            body = self._cache.get(key) or self._render_accounts_page(q, clock)[0]
+            if used + len(body) > self._cache.max_bytes or not self._cache.put(key, body):
                 break
             used, pages = used + len(body), pages + 1
-            if last_id is None:
-                break
-        self._view(clock)
         return pages
 
     # ---- account rows -------------------------------------------------------

@@ -77,9 +77,10 @@ class Source(Protocol):
 
 def registry() -> dict[str, Any]:
     """Source kinds by name (imported lazily so a job only loads what it uses)."""
+    from .traderevolution import TraderEvolutionSource
     from .tradesync import TradesyncSource
 
-    return {"tradesync": TradesyncSource}
+    return {"tradesync": TradesyncSource, "traderevolution": TraderEvolutionSource}
 
 
 __all__ = ["Connection", "ErrorReader", "Projection", "Source", "Stream", "Walk", "registry"]
