@@ -120,7 +120,7 @@ class ClientSettings:
     base_url: str
     concurrency: int = 8
     rps: float | None = None
-    adaptive_rate: bool = False
+    adaptive_rate: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
@@ -304,7 +304,7 @@ class HttpClient:
                 retry_after = max(retry_after or 0.0, floor)
         if status == 429:
             self.stats.throttled += 1
-            self.pacer(path).on_throttled()
+            self.pacer(path).on_throttled(told_to_wait=retry_after is not None)
         transient = status in TRANSIENT_STATUSES
         self.stats.errors[f"http_{status}"] += 1
         return HTTPError(

@@ -459,7 +459,11 @@ def test_rate_limit_token_bucket() -> None:
         assert "Retry-After" not in reply.headers
         sim.config.retry_after_header = True
         assert int(call(base, "/brokers").headers["Retry-After"]) >= 1
-        assert call(base, "/brokers", auth="Basic " + base64.b64encode(b"other:pw").decode()).status == 200
+        other = "Basic " + base64.b64encode(b"other:pw").decode()
+        assert call(base, "/brokers", auth=other).status == 200  # one bucket per key
+        sim.config.fail_every_n = 1
+        assert call(base, "/brokers").json["code"] == "TOO_MANY_REQUESTS"  # the limiter answers before faults
+        assert call(base, "/brokers", auth=other).status == 500
 
 
 def test_latency_and_peak_in_flight() -> None:

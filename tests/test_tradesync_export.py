@@ -145,11 +145,10 @@ def test_faults_and_rate_limit_give_identical_rows(clean_export, tmp_path: Path)
     with tradesync_simulator(config) as (base_url, simulator):
         job = tradesync_job(max_attempts=30)
         result = run(job, tmp_path, tradesync_env(base_url))
-        faults = simulator.state()["faults_injected"] if hasattr(simulator, "state") else None
+        faults = simulator.state()["faults_injected"]
     stats = result.requests["tradesync"]
     assert stats["retries"] > 10, stats  # faults really happened and were retried
-    if faults is not None:
-        assert faults > 10
+    assert faults > 10
     for dataset in ("accounts", "trades"):
         clean = rows_by_id(read_dataset(clean_output, "tradesync", dataset))
         faulty = rows_by_id(read_dataset(tmp_path, "tradesync", dataset))

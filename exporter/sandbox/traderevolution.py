@@ -22,6 +22,15 @@ Time sources (one choice, documented here):
   compatibility with other simulators' configs and changes nothing.
 * Rate-limit buckets and token blocks use real monotonic time only.
 * The data clock moves only through ``/_sim/advance`` (or :meth:`advance`).
+  ``/_sim/reset`` puts the clock back to ``sim_start`` and forgets tokens,
+  rate-limit state, counters and the fault sequence (requests still running
+  keep their ``in_flight`` slot).
+
+Order of checks on every API request: token, block/rate limit, fault,
+route/method, validation; latency is added to every answer, errors included.
+``/v2/api-docs`` and ``/swagger-ui.html`` skip the token, limiter and faults.
+A bare ``Authorization: <token>`` (no ``Bearer``) is refused unless
+``accept_raw_token`` is set.
 
 Simplifications: ``isTotal`` sums every numeric column (ids and prices
 too) over all rows that match the filters, before paging; report latency
@@ -47,7 +56,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -58,6 +67,7 @@ from aiohttp import web
 BASE_PATH = "/proftrading/rest"
 ALL_FAULTS: tuple[str, ...] = ("500", "503", "429", "drop", "html502")
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -220,7 +230,6 @@ _FIRST_NAMES = ("Anna", "Boris", "Chloe", "David", "Elena", "Farid", "Grace", "H
 _LAST_NAMES = ("Novak", "Schmidt", "Rossi", "Dubois", "Ivanova", "Kowalski", "Tanaka", "Silva",
                "Jensen", "Murphy", "Haddad", "Larsen", "Costa", "Weber", "Okafor", "Moreau")
 
-_LN_MAX_LOTS = math.log(500)  # lots in hundredths: 0.01 .. 5.00
 _LN_MIN_HOLD = math.log(5 * MINUTE_MS)
 _LN_MAX_HOLD = math.log(14 * DAY_MS)
 
@@ -287,7 +296,8 @@ class TraderEvolutionSimConfig:
 
     @property
     def start_ms(self) -> int:
-        return int(self.sim_start.timestamp() * 1000)
+        """``sim_start`` in epoch milliseconds (integer maths, no float rounding)."""
+        return (self.sim_start - _EPOCH) // timedelta(milliseconds=1)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -403,7 +413,9 @@ class _Account:
     def __init__(self, aid: int, user: _User, ccy: str, status: int, mode: int, created: int):
         self.id, self.user, self.ccy = aid, user, ccy
         self.status, self.mode, self.created = status, mode, created
-        self.name = f"{user.login}-{ccy}"
+        # Names identify accounts in reports, so a second account in one currency gets "-2".
+        same = sum(1 for a in user.accounts if a.ccy == ccy)
+        self.name = f"{user.login}-{ccy}" + (f"-{same + 1}" if same else "")
         self.positions: list[_Position] = []
         self.ops: list[_Op] = []
         self.op_times: list[int] = []
@@ -550,13 +562,14 @@ class _World:
             rng = random.Random(f"{cfg.seed}:account:{acct.id}")
             cash = self._make_cash(acct, rng)
             ops.extend(cash)
-            self._draw_positions(acct, rng, cash[0].t, draws)
+            self._draw_positions(acct, rng, cash[0], draws)
         self.positions = self._make_positions(draws)
         self.fills = self._make_fills()
         ops.extend(self._trading_ops())
         self.ops = self._number_ops(ops)
         self.fill_times = [f.t for f in self.fills]
         self.op_times = [o.t for o in self.ops]
+        self.position_open_times = [p.open_t for p in self.positions]
         self.user_by_id = {u.id: u for u in self.users}
         self.user_by_login = {u.login: u for u in self.users}
         self.account_by_id = {a.id: a for a in self.accounts}
@@ -624,18 +637,20 @@ class _World:
             ops.append(_Op(acct, 12, amount, rng.randrange(lo, self.h1), "Manual adjustment", 0))
         return ops
 
-    def _draw_positions(self, acct: _Account, rng: random.Random, funded_t: int,
+    def _draw_positions(self, acct: _Account, rng: random.Random, opening: _Op,
                         d: _Draws) -> None:
-        lo, hi = funded_t + HOUR_MS, self.h1  # trading starts after the opening deposit
+        lo, hi = opening.t + HOUR_MS, self.h1  # trading starts after the opening deposit
         if hi <= lo:
             return
         r = rng.random  # plain random() draws keep this hot loop fast
         hold_span = _LN_MAX_HOLD - _LN_MIN_HOLD
+        # Small accounts trade small: 0.5 lot per 1 000 deposited, within 0.01 .. 5 lots.
+        ln_max_lots = math.log(min(500, max(2, opening.amount // 2_000)))
         for _ in range(round(self.cfg.positions_per_account * (0.5 + r()))):
             d.acct.append(acct)
             d.inst.append(_INSTRUMENT_PICK[int(r() * len(_INSTRUMENT_PICK))])
             d.side.append(1 if r() < 0.55 else -1)
-            d.lots.append(round(math.exp(r() * _LN_MAX_LOTS)))
+            d.lots.append(round(math.exp(r() * ln_max_lots)))
             open_t = lo + int(r() * (hi - lo))
             d.open_t.append(open_t)
             close_t = -1
@@ -934,12 +949,13 @@ class TraderEvolutionSimulator:
         self._spec_by_id = {rid: _SPEC_BY_NAME[name] for name, rid in self._report_ids.items()}
         self._lock = threading.Lock()
         self._routes = self._route_table()
+        self._counters = _Counters()
         self._reset_state()
 
     # -- lifecycle --------------------------------------------------------
 
     def _reset_state(self) -> None:
-        in_flight = getattr(self, "_counters", _Counters()).in_flight
+        in_flight = self._counters.in_flight
         self._clock_ms = self.world.start_ms
         self._token_offset_s = 0.0
         self._access: dict[str, float] = {}
@@ -989,14 +1005,15 @@ class TraderEvolutionSimulator:
             clock = self._clock_ms
             c = self._counters
             w = self.world
+            snapshot = self._snapshot_at_clock()  # cached per clock value
             return {
                 "clock": datetime.fromtimestamp(clock / 1000, UTC).isoformat(),
                 "clock_ms": clock,
                 "counts": {
                     "users": len(w.users),
                     "accounts": len(w.accounts),
-                    "positions": sum(1 for p in w.positions if p.open_t <= clock),
-                    "open_positions": sum(1 for p in w.positions if p.is_open_at(clock)),
+                    "positions": bisect.bisect_right(w.position_open_times, clock),
+                    "open_positions": sum(len(s["open"]) for s in snapshot.values()),
                     "fills": bisect.bisect_right(w.fill_times, clock),
                     "operations": bisect.bisect_right(w.op_times, clock),
                 },
@@ -1320,9 +1337,9 @@ class TraderEvolutionSimulator:
                     request.transport.close()
                 return web.Response(status=599)  # never sent: the connection is gone
             response = _to_response(reply)
+            self._count_status(str(reply.status))  # before sending: visible once received
             await response.prepare(request)
             await response.write_eof()
-            self._count_status(str(reply.status))
             return response
         finally:
             with self._lock:

@@ -366,13 +366,18 @@ def epoch_ms(moment: datetime) -> int:
 
 
 def date_windows(since: datetime, until: datetime, days: int) -> list[tuple[int, int]]:
-    """Inclusive ``[startDate, endDate]`` epoch-ms windows covering ``since..until`` without overlap."""
+    """Inclusive ``[startDate, endDate]`` epoch-ms windows covering ``since..until`` (both included)
+    without overlap.
+
+    >>> date_windows(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 3, tzinfo=UTC), 1)
+    [(1735689600000, 1735775999999), (1735776000000, 1735862400000)]
+    """
     out = []
     start = since
     step = timedelta(days=days)
     while start < until:
         end = min(start + step, until)
-        out.append((epoch_ms(start), epoch_ms(end) - 1))
+        out.append((epoch_ms(start), epoch_ms(end) - (0 if end == until else 1)))
         start = end
     return out
 
@@ -429,6 +434,7 @@ class TraderEvolutionSource:
     DEFAULT_PAGE_SIZE = 1000
     OPTIONS = {
         "since": Option(str, "", "history start, YYYY-MM-DD (default: since_days before now)"),
+        "until": Option(str, "", "history end, ISO date or datetime (default: now)"),
         "since_days": Option(int, 90, "history length when 'since' is not set", minimum=1),
         "window_days": Option(int, 7, "date window of one report/operations request", minimum=1),
         "operations_window_days": Option(int, 31, "date window of one account's operations request", minimum=1),
@@ -445,15 +451,20 @@ class TraderEvolutionSource:
         self._report_ids: dict[str, int] = {}
         self._report_lock = asyncio.Lock()
         self._blocks = 0
+        self._last_block = -1e9
+        self._last_wait = 0.0
         self.now: datetime | None = None
         fmt = str(self.options.get("report_datetime_format") or "dd.MM.yyyy HH:mm:ss")
         self.time_format = java_time_format(fmt)
-        since = str(self.options.get("since") or "")
-        if since:
-            try:
-                date.fromisoformat(since)
-            except ValueError:
-                raise JobFileError(f"sources.traderevolution.since must be YYYY-MM-DD, got {since!r}") from None
+        for key in ("since", "until"):
+            value = str(self.options.get(key) or "")
+            if value:
+                try:
+                    _parse_moment(value)
+                except ValueError:
+                    raise JobFileError(
+                        f"sources.traderevolution.{key} must be an ISO date or datetime, got {value!r}"
+                    ) from None
 
     # -- connection -------------------------------------------------------------------------
     def connection(self, env: Mapping[str, str]) -> Connection:
@@ -488,8 +499,14 @@ class TraderEvolutionSource:
     def on_response(self, response: Response) -> float | None:
         """A blocked token: wait the block out (longer each time) instead of retrying into it."""
         if response.status == 429 and BLOCK_CODE in error_codes(response):
-            self._blocks += 1
-            return float(self.options.get("block_wait_seconds", 12.0)) * min(self._blocks, 4)
+            now = time.monotonic()
+            wait = float(self.options.get("block_wait_seconds", 12.0))
+            # blocked again right after the last wait ended: wait longer (x1..x4)
+            recent = now - self._last_block < self._last_wait + max(1.0, wait)
+            self._blocks = self._blocks + 1 if recent else 1
+            self._last_block = now
+            self._last_wait = wait * min(self._blocks, 4)
+            return self._last_wait
         return None
 
     def client_settings(self, connection: Connection) -> ClientSettings:
@@ -505,12 +522,13 @@ class TraderEvolutionSource:
 
     # -- what to fetch ----------------------------------------------------------------------
     def _until(self) -> datetime:
-        return self.now or datetime.now(UTC)
+        until = str(self.options.get("until") or "")
+        return _parse_moment(until) if until else self.now or datetime.now(UTC)
 
     def _since(self) -> datetime:
         since = str(self.options.get("since") or "")
         if since:
-            return datetime.combine(date.fromisoformat(since), datetime.min.time(), UTC)
+            return _parse_moment(since)
         return self._until() - timedelta(days=int(self.options.get("since_days", 90)))
 
     async def report_id(self, client: HttpClient, name: str) -> int:
@@ -605,6 +623,14 @@ class TraderEvolutionSource:
             for account in sorted(set(ids))
             for a, b in windows
         ]
+
+
+def _parse_moment(text: str) -> datetime:
+    """``2025-01-31`` (midnight UTC) or an ISO datetime (naive means UTC)."""
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _single(path: str):

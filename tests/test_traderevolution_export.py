@@ -1,0 +1,210 @@
+"""End to end against the TraderEvolution simulator over real loopback HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from exporter.sandbox.traderevolution import ALL_FAULTS, TraderEvolutionSimConfig, te_simulator
+from exporter.schema import sanitize_column_names
+
+from .helpers import make_job, read_dataset, run
+
+SIM_START = datetime(2025, 1, 31, 12, tzinfo=UTC)
+SINCE = SIM_START - timedelta(days=90)
+
+
+def te_env(base_url: str, password: str = "sim-pass") -> dict[str, str]:
+    return {
+        "TRADEREVOLUTION_BASE_URL": base_url,
+        "TRADEREVOLUTION_LOGIN": "sim-user",
+        "TRADEREVOLUTION_PASSWORD": password,
+    }
+
+
+def te_job(**settings: object):
+    source = {
+        "concurrency": 8,
+        "rps": 0,
+        "since": SINCE.isoformat(),
+        "until": SIM_START.isoformat(),
+        "window_days": 30,
+        "operations_window_days": 120,
+        **settings,
+    }
+    return make_job({"traderevolution": source}, name="te")
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def by_key(rows: list[dict], key: str, drop: tuple[str, ...] = ("snapshot_at", "snapshot_date")) -> list[dict]:
+    return sorted(({k: v for k, v in r.items() if k not in drop} for r in rows), key=lambda r: r[key])
+
+
+def parse_report_time(text: str) -> datetime:
+    return datetime.strptime(text, "%d.%m.%Y %H:%M:%S").replace(tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory):
+    """A ~2,000-account export of every dataset, and the simulator's own data to compare with."""
+    output = tmp_path_factory.mktemp("te-clean")
+    config = TraderEvolutionSimConfig(users=1000, positions_per_account=3, rate_limit_rps=0)
+    with te_simulator(config) as (url, simulator):
+        result = run(te_job(), output, te_env(url))
+        expected = {
+            "accounts": simulator.expected_accounts(),
+            "operations": simulator.expected_account_operations(ms(SINCE), ms(SIM_START)),
+            "all_operations": simulator.expected_account_operations(),
+            "statement": simulator.expected_report("Account Statement Report"),
+            "trades": simulator.expected_report("Trades Report", ms(SINCE), ms(SIM_START)),
+            "state": simulator.state(),
+        }
+    return output, result, expected
+
+
+def test_accounts_equal_the_simulator(clean) -> None:
+    output, _, expected = clean
+    got = by_key(read_dataset(output, "traderevolution", "accounts").to_pylist(), "id")
+    want = expected["accounts"]
+    assert len(want) >= 1900  # the fan-out below really covers ~2,000 accounts
+    assert [r["id"] for r in got] == [a["id"] for a in want]
+    for row, acc in zip(got, want, strict=True):
+        assert row["account_name"] == acc["accountName"] and row["user_id"] == acc["userId"]
+        assert row["currency"] == acc["currency"] and row["mode"] == acc["mode"] and row["status"] == acc["status"]
+        assert row["created_at"] == datetime.fromtimestamp(acc["createdAt"] / 1000, UTC)
+
+
+def test_operations_fan_out_equals_the_simulator(clean) -> None:
+    output, result, expected = clean
+    got = by_key(read_dataset(output, "traderevolution", "account_operations").to_pylist(), "id")
+    want = expected["operations"]
+    assert len(want) == len(expected["all_operations"])  # the date windows cover the whole history
+    assert [r["id"] for r in got] == [o["id"] for o in want]
+    for row, op in zip(got, want, strict=True):
+        assert row["account_id"] == op["accountId"]
+        assert row["amount"] == Decimal(op["amount"]) and row["balance"] == Decimal(op["balance"])
+        assert row["operation_type_id"] == op["operationTypeId"]
+        assert row["trade_id"] == op["tradeId"]
+    requests = result.requests["traderevolution"]["requests"]
+    assert requests >= len(expected["accounts"])  # one request (at least) per account: a real fan-out
+
+
+def test_balances_and_equity_map_the_statement_report(clean) -> None:
+    output, _, expected = clean
+    headers, rows = expected["statement"]
+    names = sanitize_column_names(headers)
+    want = {r[headers.index("accountid")]: dict(zip(names, r, strict=True)) for r in rows}
+    balances = read_dataset(output, "traderevolution", "balances")
+    assert balances.column_names[:6] == ["snapshot_at", "source", "account_id", "currency", "balance", "credit"]
+    got = balances.to_pylist()
+    assert len(got) == len(want)
+    for row in got:
+        exp = want[row["account_id"]]
+        assert row["balance"] == Decimal(exp["gi_balance"]) and row["credit"] == Decimal(exp["credit_value"])
+        assert row["currency"] == exp["accountcurrency"] and row["source"] == "traderevolution"
+        assert row["te_waived_margin"] is None  # "N/A" became null ...
+    equity = read_dataset(output, "traderevolution", "equity").to_pylist()
+    for row in equity:
+        exp = want[row["account_id"]]
+        assert row["equity"] == Decimal(exp["gi_cur_balance"])
+        assert row["used_margin"] == Decimal(exp["gi_margin_used"])
+        assert row["free_margin"] == Decimal(exp["gi_available_margin"])
+        assert row["open_trades"] is None and row["daily_profit"] is None
+    manifest = _manifest(output, "balances")
+    assert manifest["datasets"]["balances"]["null_tokens"] == {"waived_margin": len(want)}  # ... and is counted
+
+
+def test_trades_report_windows_equal_the_simulator(clean) -> None:
+    output, _, expected = clean
+    headers, rows = expected["trades"]
+    names = sanitize_column_names(headers)
+    want = sorted((dict(zip(names, r, strict=True)) for r in rows), key=lambda r: r["tradeid"])
+    got = by_key(read_dataset(output, "traderevolution", "trades").to_pylist(), "tradeid")
+    assert len(want) > 5000
+    assert [r["tradeid"] for r in got] == [r["tradeid"] for r in want]
+    for row, exp in zip(got, want, strict=True):
+        assert row["time"] == parse_report_time(exp["time"])
+        assert row["price"] == Decimal(exp["price"]) and row["profit"] == Decimal(exp["profit"])
+        assert row["operation"] == exp["operation"] and row["account"] == exp["account"]
+
+
+def test_faults_give_the_same_rows_and_concurrency_stays_bounded(clean, tmp_path: Path) -> None:
+    clean_output, *_ = clean
+    config = TraderEvolutionSimConfig(
+        users=1000, positions_per_account=3, rate_limit_rps=0, error_rate=0.1, fault_kinds=ALL_FAULTS,
+        latency_ms=2,
+    )
+    with te_simulator(config) as (url, simulator):
+        result = run(te_job(concurrency=5, max_attempts=30, block_wait_seconds=0.05), tmp_path, te_env(url))
+        state = simulator.state()
+    assert state["faults_injected"] > 50
+    assert 2 <= state["peak_in_flight"] <= 5  # bounded by the job's concurrency, and actually concurrent
+    assert result.requests["traderevolution"]["retries"] > 50
+    for dataset, key in (("accounts", "id"), ("account_operations", "id"), ("trades", "tradeid"),
+                         ("balances", "account_id")):
+        clean_rows = by_key(read_dataset(clean_output, "traderevolution", dataset).to_pylist(), key)
+        faulty_rows = by_key(read_dataset(tmp_path, "traderevolution", dataset).to_pylist(), key)
+        assert faulty_rows == clean_rows, dataset
+
+
+def test_token_expiring_mid_run_is_refreshed(tmp_path: Path) -> None:
+    config = TraderEvolutionSimConfig(users=60, positions_per_account=2, rate_limit_rps=0, access_ttl_s=1.0,
+                                      latency_ms=15)
+    with te_simulator(config) as (url, simulator):
+        started = time.monotonic()
+        run(te_job(concurrency=2, datasets=["accounts", "account_operations"], operations_window_days=20),
+            tmp_path, te_env(url))
+        elapsed = time.monotonic() - started
+        state = simulator.state()
+        want = simulator.expected_account_operations(ms(SINCE), ms(SIM_START))
+    assert elapsed > 1.5  # the run outlived several access tokens
+    assert state["refreshes"] + state["logins"] >= 3
+    got = read_dataset(tmp_path, "traderevolution", "account_operations")
+    assert sorted(got.column("id").to_pylist()) == [o["id"] for o in want]
+
+
+def test_token_block_is_waited_out_and_rows_are_exact(tmp_path: Path) -> None:
+    # the job paces faster than the server allows: violations, a blocked token, then adaptation
+    config = TraderEvolutionSimConfig(users=20, positions_per_account=2, rate_limit_rps=20, rate_limit_burst=2,
+                                      blocking_threshold=3, blocking_duration_s=1)
+    with te_simulator(config) as (url, simulator):
+        result = run(te_job(concurrency=6, rps=30, datasets=["account_operations"], block_wait_seconds=1.1,
+                            operations_window_days=15), tmp_path, te_env(url))
+        state = simulator.state()
+        want = simulator.expected_account_operations(ms(SINCE), ms(SIM_START))
+    assert state["responses_by_status"].get("429", state["responses_by_status"].get(429, 0)) > 0
+    assert result.requests["traderevolution"]["http_429"] > 0
+    got = read_dataset(tmp_path, "traderevolution", "account_operations")
+    assert sorted(got.column("id").to_pylist()) == [o["id"] for o in want]
+
+
+def test_bad_login_exits_3_with_one_clear_line(tmp_path: Path) -> None:
+    job_file = tmp_path / "te.toml"
+    job_file.write_text('name = "te"\n[sources.traderevolution]\ndatasets = ["accounts"]\n')
+    with te_simulator(TraderEvolutionSimConfig(users=5, rate_limit_rps=0)) as (url, _):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEREVOLUTION_")}
+        env.update(te_env(url, password="not-the-password-77"))
+        proc = subprocess.run([sys.executable, "-m", "exporter.cli", "run", str(job_file), "-o", str(tmp_path / "o")],
+                              capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 3
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "1.2.0.11" in errors[0] and "wrong login or password" in errors[0], proc.stderr
+    assert "not-the-password-77" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "o" / "traderevolution").exists()
+
+
+def _manifest(output: Path, dataset: str) -> dict:
+    import json
+
+    partition = next((output / "traderevolution" / dataset).glob("snapshot_date=*"))
+    return json.loads((partition / "_manifest.json").read_text())
