@@ -10,6 +10,7 @@ checkpoint; a failed or interrupted run leaves the published snapshot untouched 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +52,8 @@ class RunOptions:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     reporter: Reporter | None = None
     queue_pages: int = 16
+    convert_threads: int = 2  # pages converted at once (Arrow's JSON reader releases the GIL)
+    convert_ahead: int = 3  # pages converting while the oldest one is written
     checkpoint_rows: int | None = None  # default: the job's rows_per_file
     row_group_rows: int = 128_000
     now: datetime | None = None
@@ -192,6 +196,10 @@ class Run:
         self._stopping = False
         self._save_lock = threading.Lock()
         self.checkpoint: Checkpoint | None = None
+        self._convert_pool = ThreadPoolExecutor(max(1, options.convert_threads), thread_name_prefix="convert")
+        # each stream awaits its previous write before the next, so a stream's writers are only
+        # ever used by one thread at a time; several streams write in parallel
+        self._writer_pool = ThreadPoolExecutor(4, thread_name_prefix="write")
 
     @property
     def staging_root(self) -> Path:
@@ -241,6 +249,13 @@ class Run:
         return root / source / dataset / f"snapshot_date={self.checkpoint.snapshot_date}"
 
     async def execute(self) -> RunResult:
+        try:
+            return await self._execute()
+        finally:
+            self._convert_pool.shutdown(wait=True, cancel_futures=True)
+            self._writer_pool.shutdown(wait=True)
+
+    async def _execute(self) -> RunResult:
         started = time.monotonic()
         self.checkpoint = self._open_checkpoint()
         staging = self.staging_root / self.checkpoint.run_id
@@ -334,12 +349,13 @@ class Run:
         since_checkpoint = 0
         every = self.options.checkpoint_rows or self.job.rows_per_file
 
-        def consume(page: Page) -> None:
-            nonlocal since_checkpoint
+        def convert(page: Page) -> Converted:
             if page.objects is not None:
-                converted = converter.from_json_objects(page.objects)
-            else:
-                converted = converter.from_records(page.records or [])
+                return converter.from_json_objects(page.objects)
+            return converter.from_records(page.records or [])
+
+        def write(page: Page, converted: Converted) -> None:
+            nonlocal since_checkpoint
             for sink, project in zip(own, stream.outputs.values(), strict=True):
                 sink.add(project(converted.table, page), converted, page)
             pending.append(page.progress)
@@ -357,6 +373,17 @@ class Run:
             since_checkpoint = 0
             self._save()
 
+        # pages are converted by the run's worker threads (Arrow releases the GIL, so two pages
+        # convert on two cores) and written one at a time, in the order they arrived
+        converting: collections.deque[tuple[Page, asyncio.Future[Converted]]] = collections.deque()
+        loop = asyncio.get_running_loop()
+
+        async def write_oldest() -> None:
+            page, future = converting.popleft()
+            converted = await future
+            await loop.run_in_executor(self._writer_pool, write, page, converted)
+            self.reporter.advance(stream_key, page.size)
+
         try:
             while True:
                 if producer.done() and queue.empty():
@@ -367,9 +394,12 @@ class Run:
                     getter.cancel()
                     continue
                 page = getter.result()
-                await asyncio.to_thread(consume, page)
-                self.reporter.advance(stream_key, page.size)
-            await asyncio.to_thread(durable)
+                converting.append((page, loop.run_in_executor(self._convert_pool, convert, page)))
+                if len(converting) >= self.options.convert_ahead:
+                    await write_oldest()
+            while converting:
+                await write_oldest()
+            await loop.run_in_executor(self._writer_pool, durable)
             if producer.cancelled():
                 return
             producer.result()  # re-raise a walk failure
@@ -388,6 +418,8 @@ class Run:
             producer.cancel()
             with contextlib.suppress(BaseException):
                 await producer
+            for _, future in converting:
+                future.cancel()
             raise
 
     def _publish(

@@ -158,13 +158,18 @@ class PageConverter:
         self._target = schema.arrow_schema()
         self._source_schema = schema.source_schema()
         self._known = schema.known_keys
+        # known secret fields are declared (as text) so the reader need not infer their type;
+        # they are dropped right after parsing, like any field that looks like a credential
+        self._read_schema = self._source_schema
+        for secret in sorted(schema.secret_fields - self._known):
+            self._read_schema = self._read_schema.append(pa.field(secret, pa.string()))
         self._parse_options = pa_json.ParseOptions(
-            explicit_schema=self._source_schema, unexpected_field_behavior="infer"
+            explicit_schema=self._read_schema, unexpected_field_behavior="infer"
         )
         self._fast_ok = all(c.fmt is None for c in schema.columns)
 
     # -- fast route -------------------------------------------------------------------------
-    def from_json_objects(self, objects: Sequence[bytes]) -> Converted:
+    def from_json_objects(self, objects: Sequence[Any]) -> Converted:
         """Convert raw JSON objects (one ``bytes`` per record) exactly, falling back when needed."""
         if not objects:
             return Converted(self._target.empty_table())
@@ -172,8 +177,8 @@ class PageConverter:
             table = self._read_fast(objects)
             if table is not None:
                 extra = [n for n in table.column_names if n not in self._known]
-                withheld = {n for n in extra if self._is_withheld(n)}
-                if len(withheld) == len(extra):
+                withheld = {n for n in extra if self._is_withheld(n) and table.column(n).null_count < len(table)}
+                if all(self._is_withheld(n) for n in extra):
                     table = table.select(list(self._source_schema.names))
                     table = table.rename_columns(self._target.names)
                     return Converted(table, withheld_fields=withheld)
@@ -184,14 +189,14 @@ class PageConverter:
         converted = self.from_records(records)
         return converted
 
-    def _read_fast(self, objects: Sequence[bytes]) -> pa.Table | None:
+    def _read_fast(self, objects: Sequence[Any]) -> pa.Table | None:
         payload = b"\n".join(objects)
         options = pa_json.ReadOptions(use_threads=False, block_size=max(1 << 20, len(payload) + 1))
         parse = self._parse_options
-        if b"\n" in payload.replace(b"}\n{", b""):
+        if payload.count(b"\n") != len(objects) - 1:
             # pretty-printed objects: let the reader find object boundaries itself
             parse = pa_json.ParseOptions(
-                explicit_schema=self._source_schema,
+                explicit_schema=self._read_schema,
                 unexpected_field_behavior="infer",
                 newlines_in_values=True,
             )

@@ -45,7 +45,7 @@ Emit = Callable[[Page], Awaitable[None]]
 class KeysetPage:
     """A decoded keyset page: raw objects, their ids in served order, and ``meta.limit``."""
 
-    objects: list[bytes]
+    objects: Sequence[bytes | memoryview | Any]  # anything with the buffer protocol (msgspec.Raw)
     ids: list[int]
     meta_limit: int | None
 

@@ -61,7 +61,7 @@ async def test_success_decodes_raw_objects_and_ids() -> None:
         async with client() as c:
             result = await get(c)
     assert result.ids == [3, 5, 9]
-    assert json.loads(result.objects[0]) == {"id": 3, "balance": 1.5}
+    assert json.loads(bytes(result.objects[0])) == {"id": 3, "balance": 1.5}
     assert result.meta_limit == 1000
 
 

@@ -141,8 +141,8 @@ def decode_list_page(response: Response) -> KeysetPage:
     meta = envelope.meta
     if meta is not None and meta.count is not None and meta.count != len(envelope.data):
         raise DataError(f"meta.count={meta.count} but the page holds {len(envelope.data)} records")
-    objects = [bytes(raw) for raw in envelope.data]
-    return KeysetPage(objects, ids, meta.limit if meta is not None else None)
+    # msgspec.Raw views the body's bytes (buffer protocol): no copy of every record
+    return KeysetPage(envelope.data, ids, meta.limit if meta is not None else None)
 
 
 def _describe(response: Response) -> str:

@@ -1,0 +1,273 @@
+"""Shared pieces of the chaos tests: a simulator that logs every request, job files, exporter
+subprocesses, snapshot readers, and kill points armed inside an exporter process.
+
+Run as a script this module *is* the exporter command line, with one kill point armed::
+
+    python tests/chaos_helpers.py write:3 -- run JOB --output DIR
+
+``write:K``      SIGKILL inside the K-th ``ParquetWriter.write_table`` call, after the rows went to the
+                 open ``part-*.parquet.inprogress`` file and before its footer: a torn part file.
+``checkpoint:K`` SIGKILL in the middle of writing the K-th checkpoint: half of the new
+                 ``.checkpoint.json.tmp`` is on disk, ``checkpoint.json`` is not yet replaced.
+
+The process kills itself with a real SIGKILL, so the kill lands exactly mid-write instead of
+whenever a poller happens to look. Nothing else about the exporter changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+SIM_CREDENTIALS = {"TRADESYNC_API_KEY": "sim-key", "TRADESYNC_API_SECRET": "sim-secret"}
+SNAPSHOT_COLUMNS = ("snapshot_at", "snapshot_date")
+KEY_OF = {"accounts": "id", "trades": "id", "balances": "account_id", "equity": "account_id"}
+
+
+# --------------------------------------------------------------------------- simulator with a request log
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    attempt: int
+    path: str
+    params: dict[str, str]
+
+    @property
+    def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return self.path, tuple(sorted(self.params.items()))
+
+
+@dataclass
+class RequestLog:
+    """Every API request the simulator received, tagged with the attempt the test was running."""
+
+    attempt: int = 0
+    entries: list[LoggedRequest] = field(default_factory=list)
+
+    def of(self, attempt: int) -> list[LoggedRequest]:
+        return [e for e in self.entries if e.attempt == attempt]
+
+    def count(self, attempt: int) -> int:
+        return sum(1 for e in self.entries if e.attempt == attempt)
+
+
+@contextmanager
+def logged_simulator(config: Any) -> Iterator[tuple[str, Any, RequestLog]]:
+    """A Tradesync simulator over loopback HTTP whose app records each request before handling it."""
+    from aiohttp import web
+
+    from exporter.sandbox._sim_base import run_simulator_in_thread
+    from exporter.sandbox.tradesync import TradesyncSimulator
+
+    simulator = TradesyncSimulator(config)
+    log = RequestLog()
+
+    @web.middleware
+    async def record(request: web.Request, handler: Callable) -> web.StreamResponse:
+        if not request.path.startswith("/_sim"):
+            log.entries.append(LoggedRequest(log.attempt, request.path, dict(request.query)))
+        return await handler(request)
+
+    def make_app() -> web.Application:
+        app = simulator.make_app()
+        app.middlewares.append(record)
+        return app
+
+    with run_simulator_in_thread(make_app) as base_url:
+        yield base_url, simulator, log
+
+
+# --------------------------------------------------------------------------- jobs and processes
+
+
+def write_job(path: Path, name: str, *, rows_per_file: int = 1000, schema_drift: str = "evolve",
+              **source: Any) -> Path:
+    """A TOML job file with one ``[sources.tradesync]`` table (no sandbox: the URL comes from the env)."""
+    lines = [f'name = "{name}"', f"rows_per_file = {rows_per_file}", f'schema_drift = "{schema_drift}"',
+             "", "[sources.tradesync]"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in source.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def exporter_env(base_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESYNC_")}
+    env.update(SIM_CREDENTIALS, TRADESYNC_BASE_URL=base_url, PYTHONUNBUFFERED="1")
+    return env
+
+
+def exporter_command(args: list[str], kill_point: str | None = None) -> list[str]:
+    if kill_point is None:
+        return [sys.executable, "-m", "exporter.cli", *args]
+    return [sys.executable, str(HERE), kill_point, "--", *args]
+
+
+def start_exporter(args: list[str], env: dict[str, str], kill_point: str | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        exporter_command(args, kill_point), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def run_exporter(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(exporter_command(args), env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str,
+             process: subprocess.Popen[str] | None = None, interval: float = 0.002) -> Any:
+    """Poll until ``predicate()`` is truthy; fail (with the process's stderr) after ``timeout`` seconds
+    or if ``process`` ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            _, err = process.communicate()
+            raise AssertionError(f"exporter ended (rc={process.returncode}) before {what}:\n{err[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+# --------------------------------------------------------------------------- output and checkpoints
+
+
+def published_files(output: Path) -> dict[Path, tuple[int, int]]:
+    """Every file of every published snapshot with its size and mtime: equal means untouched."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in output.glob("tradesync/*/snapshot_date=*/*") if p.is_file()}
+
+
+def partition(output: Path, dataset: str) -> Path:
+    found = sorted((output / "tradesync" / dataset).glob("snapshot_date=*"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def manifest(output: Path, dataset: str) -> dict[str, Any]:
+    return json.loads((partition(output, dataset) / "_manifest.json").read_text())
+
+
+def dataset_rows(output: Path, dataset: str) -> list[dict[str, Any]]:
+    """A published dataset as rows sorted by their id, without the snapshot time columns."""
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(output / "tradesync" / dataset, format="parquet", partitioning="hive").to_table()
+    keep = [n for n in table.column_names if n not in SNAPSHOT_COLUMNS]
+    return sorted(table.select(keep).to_pylist(), key=lambda row: row[KEY_OF[dataset]])
+
+
+def checkpoint_path(output: Path, job: str) -> Path:
+    return output / "_staging" / job / "checkpoint.json"
+
+
+def read_checkpoint(output: Path, job: str) -> dict[str, Any] | None:
+    path = checkpoint_path(output, job)
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def durable_rows(checkpoint: dict[str, Any] | None) -> int:
+    if not checkpoint:
+        return 0
+    return sum(p["rows"] for d in checkpoint.get("datasets", {}).values() for p in d.get("parts", []))
+
+
+# --------------------------------------------------------------------------- kill points (script mode)
+
+
+def _die() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _arm_write_kill(k: int) -> None:
+    import pyarrow.parquet as pq
+
+    original = pq.ParquetWriter.write_table
+    calls = 0
+    lock = threading.Lock()
+
+    def write_table(self: Any, table: Any, row_group_size: int | None = None) -> None:
+        nonlocal calls
+        with lock:
+            calls += 1
+            last = calls == k
+        original(self, table, row_group_size=row_group_size)
+        if last:
+            _die()  # the rows are in the .inprogress file, its footer never will be
+
+    pq.ParquetWriter.write_table = write_table  # type: ignore[method-assign]
+
+
+def _arm_checkpoint_kill(k: int) -> None:
+    import builtins
+
+    import exporter.fsutil as fsutil
+
+    real_open = builtins.open
+    calls = 0
+
+    class TornWriter:
+        def __init__(self, handle: Any) -> None:
+            self._handle = handle
+
+        def write(self, data: bytes) -> int:
+            self._handle.write(data[: len(data) // 2])
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            _die()
+            return 0  # pragma: no cover
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._handle, name)
+
+        def __enter__(self) -> TornWriter:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._handle.close()
+
+    def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        handle = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and Path(file).name == ".checkpoint.json.tmp":
+            calls += 1
+            if calls == k:
+                return TornWriter(handle)
+        return handle
+
+    fsutil.open = open_  # type: ignore[attr-defined]  # module global shadows the builtin for fsutil only
+
+
+def main(argv: list[str]) -> None:
+    spec, separator, *args = argv
+    assert separator == "--", "usage: chaos_helpers.py write:K|checkpoint:K -- <exporter args>"
+    kind, _, count = spec.partition(":")
+    {"write": _arm_write_kill, "checkpoint": _arm_checkpoint_kill}[kind](int(count))
+    from exporter.cli import main as cli_main
+
+    cli_main(args, prog_name="exporter")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
