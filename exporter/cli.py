@@ -170,6 +170,11 @@ def demo_job(accounts: int) -> JobSpec:
                 "concurrency": 8,
                 "sandbox": {"accounts": accounts, "trades_per_account": 20, "rate_limit_rps": 0},
             },
+            "traderevolution": {
+                "concurrency": 8,
+                "rps": 0,
+                "sandbox": {"users": max(1, accounts // 40), "positions_per_account": 20, "rate_limit_rps": 0},
+            },
         },
     }
     return parse_job(raw, Path("<demo>"), registry())
@@ -227,6 +232,55 @@ def sandbox_tradesync(
     )
     with _quiet_interrupt():
         asyncio.run(serve(simulator.make_app(), host, port))
+
+
+@sandbox.command("traderevolution")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8802, show_default=True)
+@click.option("--users", type=click.IntRange(min=0), default=20, show_default=True, help="1-3 accounts each.")
+@click.option("--positions-per-account", type=click.IntRange(min=0), default=150, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=0, show_default=True)
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--faults", default="500", show_default=True, help="Comma list: 500,503,429,drop,html502")
+@click.option("--rps", type=click.FloatRange(min=0), default=3, show_default=True,
+              help="Rate limit per token and collection (0 = off).")
+@click.option("--blocking-threshold", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--blocking-duration", type=click.FloatRange(min=0), default=10, show_default=True)
+@click.option("--access-ttl", type=click.FloatRange(min=0.1), default=300, show_default=True)
+@click.option("--refresh-ttl", type=click.FloatRange(min=0.1), default=3600, show_default=True)
+@click.option("--retry-after/--no-retry-after", default=False, help="Send Retry-After on 429.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this PEM cert.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Private key of --tls-cert.")
+def sandbox_traderevolution(
+    host: str, port: int, users: int, positions_per_account: int, seed: int, latency_ms: float,
+    error_rate: float, faults: str, rps: float, blocking_threshold: int, blocking_duration: float,
+    access_ttl: float, refresh_ttl: float, retry_after: bool, tls_cert: str | None, tls_key: str | None,
+) -> None:
+    """The TraderEvolution BackOffice simulator (login sim-user, password sim-pass)."""
+    import ssl
+
+    from aiohttp import web
+
+    from .sandbox.traderevolution import BASE_PATH, TraderEvolutionSimConfig, TraderEvolutionSimulator
+
+    config = TraderEvolutionSimConfig(
+        seed=seed, users=users, positions_per_account=positions_per_account, latency_ms=latency_ms,
+        error_rate=error_rate, fault_kinds=tuple(f.strip() for f in faults.split(",") if f.strip()),
+        rate_limit_rps=rps, blocking_threshold=blocking_threshold, blocking_duration_s=blocking_duration,
+        access_ttl_s=access_ttl, refresh_ttl_s=refresh_ttl, retry_after_header=retry_after,
+    )
+    context = None
+    if tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls_cert, tls_key)
+    scheme = "https" if context else "http"
+    click.echo(
+        f"TraderEvolution simulator on {scheme}://{host}:{port}{BASE_PATH}  "
+        "(TRADEREVOLUTION_LOGIN=sim-user TRADEREVOLUTION_PASSWORD=sim-pass)"
+    )
+    web.run_app(TraderEvolutionSimulator(config).make_app(), host=host, port=port, ssl_context=context,
+                print=None, access_log=None)
 
 
 class _quiet_interrupt:

@@ -268,6 +268,12 @@ class HttpClient:
                 if not exc.transient:
                     raise
                 failure = exc
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+                # retrying cannot fix a certificate; say what can
+                raise HTTPError(
+                    f"TLS failure talking to {self.settings.base_url}: {exc}. For a self-signed server set "
+                    "the source's ca_bundle (a PEM file), or verify_tls = false to skip verification"
+                ) from None
             except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 kind = type(exc).__name__
                 failure = HTTPError(f"{kind}: {exc}" if str(exc) else kind, transient=True)

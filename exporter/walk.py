@@ -167,6 +167,7 @@ class OffsetLists:
     id_of: Callable[[dict[str, Any]], Any]
     page_size: int = 1000
     workers: int = 0  # 0: the client's concurrency
+    give_up_after: int = 5  # failed targets with no success at all before the walk gives up
 
     async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
         if "targets" not in state:
@@ -178,6 +179,7 @@ class OffsetLists:
         todo = [Target(k, p, dict(q)) for k, p, q in state["targets"] if not progress.get(k, {}).get("done")]
         workers = min(len(todo), self.workers or client.settings.concurrency)
         next_index = 0
+        tally = {"ok": 0, "failed": 0}
 
         async def worker() -> None:
             nonlocal next_index
@@ -187,7 +189,13 @@ class OffsetLists:
                 start = int(progress.get(target.key, {}).get("offset", 0))
                 try:
                     await self._walk(client, emit, target, start)
+                    tally["ok"] += 1
                 except (RetriesExhausted, HTTPError) as exc:
+                    if isinstance(exc, HTTPError) and exc.status is None:
+                        raise  # not about this target (TLS, a bad base URL): no point going on
+                    tally["failed"] += 1
+                    if tally["failed"] >= self.give_up_after and not tally["ok"]:
+                        raise  # nothing works at all: stop instead of failing every target slowly
                     await emit(Page(self.stream, records=[], progress={"failed": {target.key: str(exc)}}))
 
         if workers:

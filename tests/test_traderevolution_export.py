@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -208,3 +209,39 @@ def _manifest(output: Path, dataset: str) -> dict:
 
     partition = next((output / "traderevolution" / dataset).glob("snapshot_date=*"))
     return json.loads((partition / "_manifest.json").read_text())
+
+
+def test_an_account_that_keeps_failing_is_named_and_retried_on_rerun(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from exporter.errors import IncompleteRun
+    from exporter.sandbox.traderevolution import TraderEvolutionSimulator, run_in_thread
+
+    config = TraderEvolutionSimConfig(users=30, positions_per_account=2, rate_limit_rps=0)
+    simulator = TraderEvolutionSimulator(config)
+    victim = str(simulator.expected_accounts()[7]["id"])
+    hits = Counter()
+
+    @web.middleware
+    async def broken_account(request: web.Request, handler):
+        if request.query.get("accountId") == victim:
+            hits[victim] += 1
+            return web.json_response({"errors": ["9.0.0.500"]}, status=500)
+        return await handler(request)
+
+    app = simulator.make_app()
+    app.middlewares.append(broken_account)
+    job = te_job(datasets=["account_operations"], max_attempts=3, operations_window_days=200)
+    with run_in_thread(app) as root, pytest.raises(IncompleteRun) as info:
+        run(job, tmp_path, te_env(root + "/proftrading/rest"))
+    assert victim in str(info.value) and "1 of" in str(info.value)
+    assert hits[victim] == 3  # retried, then given up on
+    assert not (tmp_path / "traderevolution").exists()  # nothing half-published
+    # the account recovers: the rerun resumes, fetches only what is missing, and publishes everything
+    with te_simulator(config) as (url, fresh):
+        result = run(job, tmp_path, te_env(url))
+        want = fresh.expected_account_operations(ms(SINCE), ms(SIM_START))
+        assert fresh.state()["requests_total"] <= 3  # login and the victim's one window, nothing refetched
+    assert result.resumed == 1
+    got = read_dataset(tmp_path, "traderevolution", "account_operations")
+    assert sorted(got.column("id").to_pylist()) == [o["id"] for o in want]
