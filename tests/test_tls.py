@@ -41,7 +41,11 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 def env(url: str) -> dict[str, str]:
-    return {"TRADEREVOLUTION_BASE_URL": url, "TRADEREVOLUTION_LOGIN": "sim-user", "TRADEREVOLUTION_PASSWORD": "sim-pass"}
+    return {
+        "TRADEREVOLUTION_BASE_URL": url,
+        "TRADEREVOLUTION_LOGIN": "sim-user",
+        "TRADEREVOLUTION_PASSWORD": "sim-pass",
+    }
 
 
 def job(**options: object):
