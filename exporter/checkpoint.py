@@ -76,9 +76,15 @@ class Checkpoint:
 
 
 def merge_progress(state: dict[str, Any], progress: dict[str, Any]) -> None:
-    """Apply a page's progress to a walk state: nested dicts are merged one level deep."""
+    """Apply a page's progress to a walk state: nested dicts are merged, other values replaced.
+
+    >>> state = {"ranges": {"0": {"cursor": 5, "done": False}}, "pages": 1}
+    >>> merge_progress(state, {"ranges": {"0": {"cursor": 9}}, "pages": 2})
+    >>> state
+    {'ranges': {'0': {'cursor': 9, 'done': False}}, 'pages': 2}
+    """
     for key, value in progress.items():
         if isinstance(value, dict) and isinstance(state.get(key), dict):
-            state[key].update(value)
+            merge_progress(state[key], value)
         else:
             state[key] = value

@@ -196,6 +196,8 @@ class Run:
         self._stopping = False
         self._save_lock = threading.Lock()
         self.checkpoint: Checkpoint | None = None
+        # dataset key -> (folder, cursor key of an incremental stream, stream key)
+        self._layout: dict[str, tuple[str, str | None, str]] = {}
         self._convert_pool = ThreadPoolExecutor(max(1, options.convert_threads), thread_name_prefix="convert")
         # each stream awaits its previous write before the next, so a stream's writers are only
         # ever used by one thread at a time; several streams write in parallel
@@ -231,7 +233,8 @@ class Run:
             path=path,
             job=self.job.name,
             fingerprint=fingerprint,
-            run_id=now.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8],
+            # sorts by start time (to the microsecond): "latest run wins" queries order by it
+            run_id=now.strftime("%Y%m%dT%H%M%S%fZ-") + uuid.uuid4().hex[:6],
             snapshot_date=now.date().isoformat(),
             started_at=now.isoformat(),
         )
@@ -245,8 +248,12 @@ class Run:
             self.checkpoint.save()
 
     def _partition(self, root: Path, source: str, dataset: str) -> Path:
+        """``<source>/<dataset>/snapshot_date=D``; incremental tables add ``run_id=R`` (a new
+        partition per run, never a replacement)."""
         assert self.checkpoint is not None
-        return root / source / dataset / f"snapshot_date={self.checkpoint.snapshot_date}"
+        folder, incremental, _ = self._layout.get(f"{source}/{dataset}", (dataset, None, ""))
+        path = root / source / folder / f"snapshot_date={self.checkpoint.snapshot_date}"
+        return path / f"run_id={self.checkpoint.run_id}" if incremental else path
 
     async def execute(self) -> RunResult:
         try:
@@ -334,6 +341,7 @@ class Run:
         own: list[_DatasetSink] = []
         for dataset in stream.outputs:
             key = f"{source.kind}/{dataset}"
+            self._layout[key] = (stream.folder(dataset), stream.incremental, stream_key)
             state = self.checkpoint.datasets.setdefault(key, {})
             directory = self._partition(staging, source.kind, dataset)
             base = stream.outputs[dataset](stream.schema.arrow_schema().empty_table(), Page(stream.name)).schema
@@ -342,6 +350,15 @@ class Run:
         self.reporter.add_stream(stream_key, [f"{source.kind}/{d}" for d in stream.outputs])
         if stream_state["done"]:
             return
+        if stream.incremental and "seeded" not in stream_state:
+            previous = find_cursor(self.output / source.kind / stream.folder(next(iter(stream.outputs))),
+                                   stream.incremental)
+            if previous is not None:
+                stream_state["walk"] = {"new": {"after": previous["last_id"]},
+                                        "refresh": {"ids": previous["open_ids"]}}
+                log.info("%s: incremental from id %s, refreshing %d open trades", stream_key,
+                         previous["last_id"], len(previous["open_ids"]))
+            stream_state["seeded"] = True
         queue: asyncio.Queue[Page] = asyncio.Queue(maxsize=self.options.queue_pages)
         producer = asyncio.create_task(stream.walk.run(client, queue.put, stream_state["walk"]))
         self._producers.append(producer)
@@ -454,12 +471,55 @@ class Run:
                 )
             manifest = build_manifest(self, source, [r for r in out if r.source == source], results, finished)
             for dataset, _sink in items:
-                write_json_atomic(self._partition(staging, source, dataset) / "_manifest.json", manifest)
+                staged = self._partition(staging, source, dataset)
+                folder, incremental, stream_key = self._layout[f"{source}/{dataset}"]
+                if incremental:
+                    walk = self.checkpoint.streams.get(stream_key, {}).get("walk", {})
+                    cursor = next_cursor(staged, incremental, self.output / source / folder, walk)
+                    write_json_atomic(staged / CURSOR_FILE, cursor | {"run_id": self.checkpoint.run_id})
+                    manifest = manifest | {"incremental": {dataset: cursor | {"open_ids": len(cursor["open_ids"])}}}
+                write_json_atomic(staged / "_manifest.json", manifest)
         # every dataset of every source succeeded: only now does anything become visible
         for result in out:
             publish_partition(self._partition(staging, result.source, result.dataset), result.path)
         fsync_dir(self.output)
         return out
+
+
+CURSOR_FILE = "_cursor.json"
+
+
+def find_cursor(folder: Path, key: str) -> dict[str, Any] | None:
+    """The newest published cursor of an incremental table (``run_id`` sorts by time)."""
+    best: dict[str, Any] | None = None
+    for path in folder.glob(f"snapshot_date=*/run_id=*/{CURSOR_FILE}"):
+        try:
+            cursor = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if cursor.get("key") == key and (best is None or cursor.get("run_id", "") > best.get("run_id", "")):
+            best = cursor
+    return best
+
+
+def next_cursor(staged: Path, key: str, folder: Path, walk: dict[str, Any]) -> dict[str, Any]:
+    """After this run: the highest id covered, and the ids still open (to refresh next time)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    previous = find_cursor(folder, key)
+    candidates = [previous["last_id"]] if previous and previous.get("last_id") is not None else []
+    if walk.get("new", {}).get("highest") is not None:
+        candidates.append(int(walk["new"]["highest"]))  # the snapshot bound probed at the start
+    open_ids: set[int] = set()
+    for part in sorted(staged.glob("part-*.parquet")):
+        table = pq.read_table(part, columns=["id", "state"])
+        if table.num_rows:
+            candidates.append(pc.max(table.column("id")).as_py())
+            still_open = table.filter(pc.equal(table.column("state"), "open")).column("id")
+            open_ids.update(still_open.to_pylist())
+    last_id = max((c for c in candidates if c is not None), default=None)
+    return {"key": key, "last_id": last_id, "open_ids": sorted(open_ids)}
 
 
 def _finish_all(sinks: list[_DatasetSink]) -> None:

@@ -95,12 +95,19 @@ class KeysetCollection:
         started = time.monotonic()
         highest = await self._edge(client, "desc")
         state["probe_seconds"] = time.monotonic() - started
-        lowest = await self._edge(client, "asc") if highest is not None else None
+        after = state.get("after")  # an incremental run: only ids above the previous run's highest
+        if after is not None:
+            lowest = int(after) + 1 if highest is not None and highest > int(after) else None
+        else:
+            lowest = await self._edge(client, "asc") if highest is not None else None
         state["lowest"], state["highest"] = lowest, highest
         pieces: list[tuple[int, int]] = []
         if lowest is not None and highest is not None:
             walkers = self._choose_walkers(client, state)
-            pieces = split_id_range(lowest, highest, max(1, walkers * self.pieces_per_walker))
+            # ids are unique: a piece narrower than a page is one request anyway, so a short range
+            # (an incremental run) gets few pieces and few extra requests
+            most = math.ceil((highest - lowest + 1) / self.page_size)
+            pieces = split_id_range(lowest, highest, max(1, min(walkers * self.pieces_per_walker, most)))
         state["ranges"] = {
             f"{a}": {"start_after": a, "stop_at": b, "cursor": a, "done": False} for a, b in pieces
         }
@@ -136,6 +143,53 @@ class KeysetCollection:
             objects = page.objects[keep.start : keep.stop]
             progress = {"ranges": {key: {**piece, "cursor": walker.cursor, "done": walker.done}}}
             await emit(Page(self.stream, objects=objects, progress=progress))
+
+
+@dataclass
+class IdBatches:
+    """Fetch known ids again, ``batch`` at a time (``/trades?ids=1,2,3``): the trades that were open
+    at the previous incremental run, so that their closes are seen although their id is old."""
+
+    stream: str
+    path: str
+    decode: KeysetDecoder
+    batch: int = 100
+    param: str = "ids"
+
+    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+        ids = [int(i) for i in state.get("ids", [])]
+        done = int(state.get("done_batches", 0))
+        batches = [ids[i : i + self.batch] for i in range(0, len(ids), self.batch)]
+        for number, chunk in enumerate(batches[done:], start=done + 1):
+            walker = KeysetWalker(self.batch)
+            while not walker.done:
+                params = {self.param: ",".join(map(str, chunk)), **walker.next_params()}
+                page = await client.request("GET", self.path, params=params, decode=self.decode)
+                keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
+                progress = {"done_batches": number} if walker.done else {}
+                await emit(Page(self.stream, objects=page.objects[keep.start : keep.stop], progress=progress))
+
+
+@dataclass
+class IncrementalCollection:
+    """New ids since the previous run (a keyset walk from its highest id) plus a refresh of the
+    ids it saw open. ``state`` is seeded by the runner with ``{"new": {"after": id},
+    "refresh": {"ids": [...]}}`` from the previous run's cursor."""
+
+    new: KeysetCollection
+    refresh: IdBatches
+
+    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+        def wrapped(part: str) -> Emit:
+            async def emit_part(page: Page) -> None:
+                page.progress = {part: page.progress} if page.progress else {}
+                await emit(page)
+
+            return emit_part
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.new.run(client, wrapped("new"), state.setdefault("new", {})))
+            group.create_task(self.refresh.run(client, wrapped("refresh"), state.setdefault("refresh", {})))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,12 @@ class Stream:
     walk: Walk
     outputs: dict[str, Projection]
     null_tokens: frozenset[str] = frozenset()
+    # incremental streams: the cursor key (filters included) and where each run's rows go
+    incremental: str | None = None
+
+    def folder(self, dataset: str) -> str:
+        """The dataset's folder: incremental tables are kept apart from snapshots."""
+        return f"{dataset}_incremental" if self.incremental else dataset
 
 
 @dataclass

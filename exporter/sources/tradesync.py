@@ -22,7 +22,7 @@ from ..errors import AuthError, DataError
 from ..http import ClientSettings, HttpClient, Response, RetryPolicy
 from ..jobs import Option, SourceSpec
 from ..schema import RecordSchema, columns
-from ..walk import KeysetCollection, KeysetPage, Page
+from ..walk import IdBatches, IncrementalCollection, KeysetCollection, KeysetPage, Page
 from . import Connection, Stream
 
 DEFAULT_BASE_URL = "https://api.tradesync.com"
@@ -175,6 +175,10 @@ class TradesyncSource:
     OPTIONS = {
         "parallel_walks": Option(int, 0, "id ranges walked at once per collection; 0 = auto", minimum=0),
         "trades_state": Option(str, "all", "which trades to fetch", choices=("all", "open", "closed")),
+        "trades_mode": Option(
+            str, "snapshot", "snapshot: every trade each run; incremental: new ids + refresh of open ones",
+            choices=("snapshot", "incremental"),
+        ),
     }
     auth_hint = f"check {ENV_KEY} and {ENV_SECRET}"
 
@@ -239,5 +243,11 @@ class TradesyncSource:
             if state != "all":
                 params["state"] = state
             walk = KeysetCollection("trades", "/trades", decode_list_page, page_size, params, walkers=walkers)
-            out.append(Stream("trades", TRADE, walk, {"trades": identity}))
+            if self.spec.options.get("trades_mode") == "incremental":
+                refresh = IdBatches("trades", "/trades", decode_list_page)
+                key = "trades" + "".join(f"&{k}={v}" for k, v in sorted(params.items()))
+                out.append(Stream("trades", TRADE, IncrementalCollection(walk, refresh), {"trades": identity},
+                                  incremental=key))
+            else:
+                out.append(Stream("trades", TRADE, walk, {"trades": identity}))
         return out
