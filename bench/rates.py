@@ -1,0 +1,700 @@
+"""Benchmark: request rates of the exporter, fan-out concurrency and adaptive rate limiting.
+
+    python bench/rates.py            # full: 6 fan-out runs, 3 (+1) adaptive-rate runs (~4 min on 2 cores)
+    python bench/rates.py --quick    # 2 fan-out runs, 3 short adaptive-rate runs (~40 s)
+    python bench/rates.py --only fanout --results /tmp/rates
+
+Two measurements, each against the project's own simulator in a separate process
+(``bench/rate_sim.py``, which records every API request's arrival, end, status and Retry-After):
+
+1. **Fan-out** (TraderEvolution, no rate limit, latency L): ``exporter run`` of the
+   ``account_operations`` dataset only, ``concurrency = C``, ``rps = 0``, one date window per
+   account, so one ``/accountOperations`` request per account. Achieved requests/s = operations
+   requests / (end of the last one - arrival of the first one), both on the simulator's side: the
+   fan-out itself, without interpreter start-up, login, the account listing or Parquet publishing.
+   Target: achieved / (C / L) >= 0.80. The whole-run figure (operations requests / exporter wall
+   time) is reported beside it.
+2. **Adaptive rate** (Tradesync, token bucket of R requests/s and burst 5 per API key): ``exporter
+   run`` of ``accounts`` with ``concurrency = 8``, small pages and ``rps = 0`` (unknown: the
+   exporter must find the limit), then with ``rps = 2R`` (a ceiling above the limit), then with the
+   simulator sending ``Retry-After``. From the simulator's request log: successful responses/s in
+   the second half of the run ("settled") / R (target >= 0.90), the share of 429 answers overall
+   and in the second half (target <= 2%), and for every 429 carrying ``Retry-After: N`` the gap to
+   the next request on the same connection and on any connection, compared to N, plus the requests
+   that arrived while the exporter had been told to wait (target: none). The exporter runs under
+   ``bench/pacer_trace.py`` (the unchanged CLI, with the pacer's rate changes and pauses logged).
+
+Results: ``bench/results/rates.json`` and ``rates.md``; the markdown is also printed. Exit code 1
+if a run was invalid (crashed, or wrong row count in an uncapped run); missed targets are reported,
+not failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+
+SIM_START = datetime(2025, 1, 31, 12, tzinfo=UTC)  # both simulators' default clock
+TE_HISTORY_DAYS = 90
+FANOUT_TARGET = 0.80
+SETTLED_TARGET = 0.90
+THROTTLED_TARGET = 0.02
+RA_GRACE_S = 0.05  # a request arriving this soon after a 429 was already on its way
+RA_TOLERANCE_S = 0.002
+
+TE_JOB = """name = "rates-fanout"
+[sources.traderevolution]
+datasets = ["account_operations"]
+concurrency = {concurrency}
+rps = 0
+page_size = 1000
+since = "{since}"
+until = "{until}"
+operations_window_days = {window_days}
+"""
+
+TS_JOB = """name = "rates-adaptive"
+[sources.tradesync]
+datasets = ["accounts"]
+concurrency = {concurrency}
+rps = {rps:g}
+page_size = {page_size}
+"""
+
+
+@dataclass(frozen=True)
+class Plan:
+    concurrencies: tuple[int, ...]
+    latencies_ms: tuple[float, ...]
+    fanout_seconds: float  # the ideal fan-out lasts about this long: accounts = seconds x C / L
+    min_users: int
+    rate: float  # R
+    burst: int
+    accounts: int
+    page_size: int
+    concurrency: int
+    latency_ms: float
+    cap_factor: float  # a run is stopped after cap_factor x ideal duration + cap_extra_s
+    cap_extra_s: float
+    variants: tuple[tuple[str, float, bool], ...]  # (name, rps configured, Retry-After header)
+
+
+def plan_for(quick: bool) -> Plan:
+    r = 50.0
+    variants = [("rps unset", 0.0, False), (f"rps = {2 * r:g} (2R)", 2 * r, False), ("rps unset, Retry-After", 0.0, True)]
+    if quick:
+        return Plan((8, 32), (20.0,), 2.0, 300, r, 5, 20_000, 50, 8, 10.0, 1.25, 3.0, tuple(variants))
+    variants.append((f"rps = {2 * r:g} (2R), Retry-After", 2 * r, True))
+    return Plan((8, 16, 32), (20.0, 50.0), 6.0, 700, r, 5, 100_000, 50, 8, 10.0, 1.5, 5.0, tuple(variants))
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class SimProcess:
+    """``bench/rate_sim.py`` on a free port in its own process; stopped on exit, whatever happens."""
+
+    def __init__(self, kind: str, config: dict[str, Any], log_path: Path) -> None:
+        self.kind, self.config, self.log_path = kind, config, log_path
+        self.root = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> SimProcess:
+        port = free_port()
+        self.root = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, str(BENCH / "rate_sim.py"), "--port", str(port), "--kind", self.kind,
+               "--config", json.dumps(self.config)]
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                if self._proc.poll() is not None:
+                    raise RuntimeError(f"simulator exited with {self._proc.returncode}:\n{tail(self.log_path)}")
+                try:
+                    self.get("/_sim/state")
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("simulator not ready after 300 s") from None
+                    time.sleep(0.1)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def get(self, path: str) -> dict[str, Any]:
+        with urllib.request.urlopen(self.root + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str) -> dict[str, Any]:
+        request = urllib.request.Request(self.root + path, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def fresh(self) -> None:
+        """Counters, rate-limit buckets, clock and the request log back to zero."""
+        self.post("/_sim/reset")
+        self.post("/_bench/clear")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def exporter_bin() -> str:
+    beside = Path(sys.executable).with_name("exporter")
+    found = str(beside) if beside.exists() else shutil.which("exporter")
+    if not found:
+        raise SystemExit("the `exporter` command was not found; run with the project's venv python")
+    return found
+
+
+def run_exporter(cmd: list[str], env: dict[str, str], work: Path, cap_s: float) -> dict[str, Any]:
+    """Run the exporter; stop it (SIGTERM, then SIGKILL) if it is still going after ``cap_s``."""
+    stdout, stderr = work / "stdout", work / "stderr"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        capped = False
+        try:
+            try:
+                code = proc.wait(timeout=cap_s)
+            except subprocess.TimeoutExpired:
+                capped = True
+                os.killpg(proc.pid, signal.SIGTERM)  # the exporter stops gracefully on SIGTERM
+                try:
+                    code = proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    code = proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        ended = time.monotonic()
+    text = stdout.read_text(errors="replace")
+    summary = re.search(r"([\d,]+) requests, ([\d,]+) retries, ([\d,]+) x 429", text)
+    counts = [int(g.replace(",", "")) for g in summary.groups()] if summary else [None, None, None]
+    return {
+        "exit_code": code,
+        "capped": capped,
+        "started": started,
+        "ended": ended,
+        "wall_s": ended - started,
+        "exporter_requests": counts[0],
+        "exporter_retries": counts[1],
+        "exporter_429": counts[2],
+        "stderr_tail": tail(stderr, 5) if code != 0 and not capped else "",
+    }
+
+
+def parquet_rows(folder: Path) -> tuple[int, int | None]:
+    """Rows (footers) and distinct ``id`` values of the published Parquet files under ``folder``."""
+    paths = sorted(folder.rglob("*.parquet"))
+    if not paths:
+        return 0, 0
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    ids: set[int] = set()
+    for p in paths:
+        ids.update(pq.read_table(p, columns=["id"]).column("id").to_pylist())
+    return rows, len(ids)
+
+
+# --------------------------------------------------------------------------- request-log analysis
+
+Event = list[Any]  # [arrived, ended, collection, status, retry_after, connection]
+
+
+def peak_overlap(events: list[Event]) -> int:
+    marks = sorted([(e[0], 1) for e in events] + [(e[1], -1) for e in events], key=lambda m: (m[0], m[1]))
+    peak = level = 0
+    for _, step in marks:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def fanout_figures(events: list[Event], concurrency: int, latency_ms: float) -> dict[str, Any]:
+    ops = [e for e in events if e[2] == "accountOperations"]
+    if not ops:
+        return {"ops_requests": 0}
+    first, last = min(e[0] for e in ops), max(e[1] for e in ops)
+    span = max(last - first, 1e-9)
+    durations = [e[1] - e[0] for e in ops]
+    ideal = concurrency / (latency_ms / 1000)
+    achieved = len(ops) / span
+    return {
+        "ops_requests": len(ops),
+        "ops_statuses": _count(e[3] for e in ops),
+        "fanout_s": round(span, 3),
+        "first_op": first,
+        "last_op": last,
+        "achieved_rps": round(achieved, 1),
+        "ideal_rps": round(ideal, 1),
+        "ratio": round(achieved / ideal, 3),
+        "target": FANOUT_TARGET,
+        "target_met": achieved / ideal >= FANOUT_TARGET,
+        "peak_in_flight_ops": peak_overlap(ops),
+        "mean_in_flight_ops": round(sum(durations) / span, 2),
+        "mean_server_ms": round(statistics.fmean(durations) * 1000, 2),
+    }
+
+
+def _count(values: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return dict(sorted(out.items()))
+
+
+def rate_figures(events: list[Event], rate: float, trace: list[dict[str, Any]]) -> dict[str, Any]:
+    api = sorted((e for e in events if e[2] == "accounts"), key=lambda e: e[0])
+    if not api:
+        return {"requests": 0}
+    t0, t1 = api[0][0], max(e[1] for e in api)
+    span = max(t1 - t0, 1e-9)
+    mid = t0 + span / 2
+    ok = [e for e in api if e[3] == 200]
+    throttled = [e for e in api if e[3] == 429]
+    second = [e for e in api if e[1] >= mid]
+    ok2 = sum(1 for e in second if e[3] == 200)
+    thr2 = sum(1 for e in second if e[3] == 429)
+    settled = ok2 / (t1 - mid)
+    seconds = int(span) + 1
+    ok_per_s, thr_per_s = [0] * seconds, [0] * seconds
+    for e in api:
+        slot = min(int(e[1] - t0), seconds - 1)
+        if e[3] == 200:
+            ok_per_s[slot] += 1
+        elif e[3] == 429:
+            thr_per_s[slot] += 1
+    full_seconds = ok_per_s[int(span / 2) + 1 : int(span)]  # whole seconds inside the second half
+    out: dict[str, Any] = {
+        "requests": len(api),
+        "statuses": _count(e[3] for e in api),
+        "run_s": round(span, 2),
+        "ok_rps_overall": round(len(ok) / span, 2),
+        "settled_rps": round(settled, 2),
+        "settled_ratio": round(settled / rate, 3),
+        "settled_target": SETTLED_TARGET,
+        "settled_met": settled / rate >= SETTLED_TARGET,
+        "share_429": round(len(throttled) / len(api), 4),
+        "share_429_second_half": round(thr2 / max(1, len(second)), 4),
+        "throttled_target": THROTTLED_TARGET,
+        "throttled_met": len(throttled) / len(api) <= THROTTLED_TARGET,
+        "ok_per_second": ok_per_s,
+        "throttled_per_second": thr_per_s,
+        "second_half_ok_per_s": _spread(full_seconds),
+        "pauses_over_100ms": _pauses(api, t0),
+        "retry_after": retry_after_figures(api),
+        "pacer": pacer_figures(trace, t0, mid, t1),
+    }
+    return out
+
+
+def _spread(values: list[int]) -> dict[str, Any]:
+    if not values:
+        return {}
+    return {"min": min(values), "median": statistics.median(values), "max": max(values),
+            "stdev": round(statistics.pstdev(values), 2)}
+
+
+def _pauses(api: list[Event], t0: float) -> dict[str, Any]:
+    """Gaps of more than 100 ms between consecutive arrivals: when the exporter sent nothing."""
+    arrivals = [e[0] for e in api]
+    gaps = [(b - a, a - t0) for a, b in zip(arrivals, arrivals[1:], strict=False) if b - a > 0.1]
+    return {
+        "count": len(gaps),
+        "total_s": round(sum(g for g, _ in gaps), 2),
+        "longest_s": round(max((g for g, _ in gaps), default=0.0), 3),
+    }
+
+
+def retry_after_figures(api: list[Event]) -> dict[str, Any]:
+    """For each 429 with ``Retry-After: N``: gaps to the next request, and requests sent too early."""
+    told = [e for e in api if e[3] == 429 and e[4] is not None]
+    if not told:
+        return {"count": 0}
+    arrivals = sorted(e[0] for e in api)
+    by_conn: dict[int, list[float]] = {}
+    for e in api:
+        by_conn.setdefault(e[5], []).append(e[0])
+    for times in by_conn.values():
+        times.sort()
+    gaps_any, gaps_conn, excess_conn = [], [], []
+    early: set[float] = set()
+    for e in told:
+        t, wait = e[1], float(e[4])
+        i = bisect.bisect_right(arrivals, t)
+        if i < len(arrivals):
+            gaps_any.append(arrivals[i] - t)
+        conn = by_conn[e[5]]
+        j = bisect.bisect_right(conn, t)
+        if j < len(conn):
+            gaps_conn.append(conn[j] - t)
+            excess_conn.append(conn[j] - t - wait)
+        lo = bisect.bisect_right(arrivals, t + RA_GRACE_S)
+        hi = bisect.bisect_left(arrivals, t + wait - RA_TOLERANCE_S)
+        early.update(arrivals[lo:hi])
+
+    def stats(values: list[float]) -> dict[str, float | None]:
+        if not values:
+            return {"min": None, "median": None, "max": None}
+        return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
+                "max": round(max(values), 3)}
+
+    return {
+        "count": len(told),
+        "values": _count(e[4] for e in told),
+        "gap_same_connection_s": stats(gaps_conn),
+        "gap_any_connection_s": stats(gaps_any),
+        "gap_minus_told_same_connection_s": stats(excess_conn),
+        "early_requests": len(early),
+        "early_definition": f"arrived more than {RA_GRACE_S * 1000:g} ms after a 429 and before its Retry-After ran out",
+    }
+
+
+def pacer_figures(trace: list[dict[str, Any]], t0: float, mid: float, t1: float) -> dict[str, Any]:
+    """What the exporter's pacer did (from ``bench/pacer_trace.py``): its rate over time, cuts, pauses."""
+    if not trace:
+        return {}
+    throttles = [x for x in trace if x["ev"] == "throttled"]
+    cuts = [x for x in throttles if x["before"] != x["after"]]
+    rates = [(x["t"], x.get("rate", x.get("after"))) for x in trace if x["ev"] in ("rate", "throttled")]
+    known = [(t, r) for t, r in rates if r is not None]
+    late = [r for t, r in known if t >= mid]
+    pauses = [x for x in trace if x["ev"] == "pause"]
+    first_estimate = next(((x["t"] - t0, x["after"]) for x in cuts if x["before"] is None), None)
+    return {
+        "throttles_seen": len(throttles),
+        "cuts": len(cuts),
+        "cuts_second_half": sum(1 for x in cuts if x["t"] >= mid),
+        "first_estimate": {"at_s": round(first_estimate[0], 2), "rate": round(first_estimate[1], 1)}
+        if first_estimate else None,
+        "rate_at_end": round(known[-1][1], 1) if known else None,
+        "rate_second_half": {"min": round(min(late), 1), "max": round(max(late), 1),
+                             "mean": round(statistics.fmean(late), 1)} if late else None,
+        "rate_series": [[round(t - t0, 2), None if r is None else round(r, 2)] for t, r in rates],
+        "pauses": len(pauses),
+        "pause_s_total": round(sum(x["s"] for x in pauses), 2),
+        "pause_s_max": round(max((x["s"] for x in pauses), default=0.0), 3),
+    }
+
+
+# --------------------------------------------------------------------------- the two measurements
+
+
+def fanout(plan: Plan, work: Path, log: Path) -> list[dict[str, Any]]:
+    results = []
+    until = SIM_START
+    since = until - timedelta(days=TE_HISTORY_DAYS)
+    for latency in plan.latencies_ms:
+        for c in plan.concurrencies:
+            users = max(plan.min_users, round(plan.fanout_seconds * c / (latency / 1000) / 2))  # ~2 accounts/user
+            config = {"users": users, "positions_per_account": 3, "rate_limit_rps": 0, "latency_ms": latency}
+            print(f"== fan-out C={c} L={latency:g} ms: TraderEvolution simulator, {users:,} users", flush=True)
+            with SimProcess("traderevolution", config, log) as sim:
+                state = sim.get("/_sim/state")
+                out = work / f"fanout-{c}-{latency:g}"
+                job = work / f"fanout-{c}-{latency:g}.toml"
+                job.write_text(TE_JOB.format(concurrency=c, since=since.isoformat(), until=until.isoformat(),
+                                             window_days=TE_HISTORY_DAYS + 30))
+                env = {**os.environ, "TRADEREVOLUTION_BASE_URL": sim.root + "/proftrading/rest",
+                       "TRADEREVOLUTION_LOGIN": "sim-user", "TRADEREVOLUTION_PASSWORD": "sim-pass"}
+                sim.fresh()
+                cmd = [exporter_bin(), "run", str(job), "--output", str(out), "--dataset", "account_operations"]
+                run = run_exporter(cmd, env, work, cap_s=600)
+                after = sim.get("/_sim/state")
+                events = sim.get("/_bench/events")["events"]
+            rows, distinct = parquet_rows(out) if run["exit_code"] == 0 else (0, None)
+            shutil.rmtree(out, ignore_errors=True)
+            accounts, operations = state["counts"]["accounts"], state["counts"]["operations"]
+            fig = fanout_figures(events, c, latency)
+            problem = ""
+            if run["exit_code"] != 0:
+                problem = f"exit {run['exit_code']}: {run['stderr_tail']}"
+            elif rows != operations or distinct != operations:
+                problem = f"expected {operations:,} operations, got {rows:,} rows ({distinct} distinct ids)"
+            elif fig["ops_requests"] != accounts:
+                problem = f"expected one operations request per account ({accounts:,}), got {fig['ops_requests']:,}"
+            whole = fig["ops_requests"] / run["wall_s"]
+            result = {
+                "concurrency": c,
+                "latency_ms": latency,
+                "users": users,
+                "accounts": accounts,
+                "operations": operations,
+                **{k: v for k, v in fig.items() if k not in ("first_op", "last_op")},
+                "startup_s": round(fig["first_op"] - run["started"], 3) if "first_op" in fig else None,
+                "after_fanout_s": round(run["ended"] - fig["last_op"], 3) if "last_op" in fig else None,
+                "exporter_wall_s": round(run["wall_s"], 3),
+                "whole_run_ops_rps": round(whole, 1),
+                "sim_requests_total": after["requests_total"],
+                "sim_peak_in_flight": after["peak_in_flight"],
+                "exporter_requests": run["exporter_requests"],
+                "rows": rows,
+                "valid": not problem,
+                "problem": problem,
+            }
+            print(f"   {fig['ops_requests']:,} requests in {fig.get('fanout_s', 0):.2f}s: "
+                  f"{fig.get('achieved_rps', 0):,.0f}/s of {fig.get('ideal_rps', 0):,.0f}/s ideal = "
+                  f"{fig.get('ratio', 0):.2f} (peak in flight {fig.get('peak_in_flight_ops')}); "
+                  f"wall {run['wall_s']:.1f}s" + (f"  INVALID: {problem}" if problem else ""), flush=True)
+            results.append(result)
+    return results
+
+
+def adaptive(plan: Plan, work: Path, log: Path) -> list[dict[str, Any]]:
+    results = []
+    config = {"accounts": plan.accounts, "trades_per_account": 0, "latency_ms": plan.latency_ms,
+              "rate_limit_rps": plan.rate, "rate_limit_burst": plan.burst, "retry_after_header": False}
+    pages = -(-plan.accounts // plan.page_size)
+    ideal_s = (pages + 2) / plan.rate
+    cap = plan.cap_factor * ideal_s + plan.cap_extra_s
+    print(f"== adaptive rate: Tradesync simulator, {plan.accounts:,} accounts, R={plan.rate:g}/s burst {plan.burst}, "
+          f"{pages:,} pages of {plan.page_size} (ideal {ideal_s:.0f}s, capped at {cap:.0f}s)", flush=True)
+    with SimProcess("tradesync", config, log) as sim:
+        for name, rps, retry_after in plan.variants:
+            sim.post(f"/_bench/config?rate_limit_rps={plan.rate:g}&rate_limit_burst={plan.burst}"
+                     f"&retry_after_header={str(retry_after).lower()}")
+            sim.fresh()
+            slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            out, job, trace_path = work / f"rate-{slug}", work / f"rate-{slug}.toml", work / f"rate-{slug}.jsonl"
+            job.write_text(TS_JOB.format(concurrency=plan.concurrency, rps=rps, page_size=plan.page_size))
+            env = {**os.environ, "TRADESYNC_API_KEY": "sim-key", "TRADESYNC_API_SECRET": "sim-secret",
+                   "TRADESYNC_BASE_URL": sim.root}
+            cmd = [sys.executable, str(BENCH / "pacer_trace.py"), str(trace_path),
+                   "run", str(job), "--output", str(out), "--dataset", "accounts"]
+            run = run_exporter(cmd, env, work, cap_s=cap)
+            state = sim.get("/_sim/state")
+            events = sim.get("/_bench/events")["events"]
+            trace = [json.loads(line) for line in trace_path.read_text().splitlines()] if trace_path.exists() else []
+            rows, distinct = parquet_rows(out) if run["exit_code"] == 0 and not run["capped"] else (0, None)
+            shutil.rmtree(out, ignore_errors=True)
+            fig = rate_figures(events, plan.rate, trace)
+            problem = ""
+            if run["exit_code"] != 0 and not run["capped"]:
+                problem = f"exit {run['exit_code']}: {run['stderr_tail']}"
+            elif not run["capped"] and (rows != plan.accounts or distinct != plan.accounts):
+                problem = f"expected {plan.accounts:,} rows, got {rows:,} ({distinct} distinct ids)"
+            result = {
+                "variant": name,
+                "rate_limit": plan.rate,
+                "burst": plan.burst,
+                "rps_configured": rps,
+                "retry_after_header": retry_after,
+                "concurrency": plan.concurrency,
+                "page_size": plan.page_size,
+                "accounts": plan.accounts,
+                "latency_ms": plan.latency_ms,
+                **fig,
+                "sim_responses_by_status": state["responses_by_status"],
+                "sim_peak_in_flight": state["peak_in_flight"],
+                "exporter_wall_s": round(run["wall_s"], 2),
+                "capped": run["capped"],
+                "cap_s": round(cap, 1),
+                "pages_done": fig.get("statuses", {}).get("200", 0),
+                "pages_needed": pages + 2,
+                "exporter_requests": run["exporter_requests"],
+                "exporter_retries": run["exporter_retries"],
+                "exporter_429": run["exporter_429"],
+                "rows": rows,
+                "valid": not problem,
+                "problem": problem,
+            }
+            ra = fig.get("retry_after", {})
+            print(f"   {name:<34} {fig.get('run_s', 0):6.1f}s  settled {fig.get('settled_rps', 0):6.1f}/s = "
+                  f"{fig.get('settled_ratio', 0):.2f} R  429: {fig.get('share_429', 0):.1%} overall, "
+                  f"{fig.get('share_429_second_half', 0):.1%} 2nd half"
+                  + (f"  RA gaps median {ra['gap_same_connection_s']['median']}s" if ra.get("count") else "")
+                  + ("  (capped)" if run["capped"] else "")
+                  + (f"  INVALID: {problem}" if problem else ""), flush=True)
+            results.append(result)
+    return results
+
+
+# --------------------------------------------------------------------------- report
+
+
+def yes(flag: bool) -> str:
+    return "yes" if flag else "**NO**"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    meta = report["meta"]
+    lines = [f"Rates benchmark {meta['finished'][:16]} UTC, {meta['cpus']} CPUs, Python {meta['python']}"
+             f"{', quick' if meta['quick'] else ''}.", ""]
+    fan = report.get("fanout") or []
+    if fan:
+        lines += [
+            "### Fan-out: TraderEvolution `account_operations`, no rate limit, `rps = 0`",
+            "",
+            "Achieved = operations requests / (end of the last - arrival of the first), simulator side. "
+            "Whole run = the same requests / exporter wall time (start-up, login, listing, publishing included).",
+            "",
+            "| C | latency | accounts | requests | fan-out s | achieved req/s | C/L req/s | achieved/(C/L) "
+            "| target | met | peak in flight | mean in flight | server ms | whole run req/s | wall s | valid |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|:---:|",
+        ]
+        for r in fan:
+            lines.append(
+                f"| {r['concurrency']} | {r['latency_ms']:g} ms | {r['accounts']:,} | {r['ops_requests']:,} "
+                f"| {r.get('fanout_s', 0):.2f} | {r.get('achieved_rps', 0):,.0f} | {r.get('ideal_rps', 0):,.0f} "
+                f"| **{r.get('ratio', 0):.2f}** | >= {FANOUT_TARGET:.2f} | {yes(r.get('target_met', False))} "
+                f"| {r.get('peak_in_flight_ops')} | {r.get('mean_in_flight_ops')} | {r.get('mean_server_ms')} "
+                f"| {r['whole_run_ops_rps']:,.0f} | {r['exporter_wall_s']:.1f} | {yes(r['valid'])} |"
+            )
+        lines.append("")
+    rates = report.get("adaptive") or []
+    if rates:
+        r0 = rates[0]
+        lines += [
+            f"### Adaptive rate: Tradesync `accounts`, limit R = {r0['rate_limit']:g}/s (burst {r0['burst']}), "
+            f"concurrency {r0['concurrency']}, page_size {r0['page_size']}, {r0['accounts']:,} accounts, "
+            f"{r0['latency_ms']:g} ms latency",
+            "",
+            "Settled = 200 responses/s in the second half of the run. 429 share = 429 answers / all answers.",
+            "",
+            "| variant | run s | 200 | 429 | overall 200/s | settled 200/s | settled / R (>= 0.90) | 429 share (<= 2%) "
+            "| 429 share 2nd half | pacer rate 2nd half (min-mean-max) | cuts | pauses (s) | complete |",
+            "|:---|---:|---:|---:|---:|---:|---:|---:|---:|:---|---:|---:|:---:|",
+        ]
+        for r in rates:
+            st = r.get("statuses", {})
+            pacer = r.get("pacer", {})
+            band = pacer.get("rate_second_half")
+            band_text = f"{band['min']:g} - {band['mean']:g} - {band['max']:g}" if band else "unlimited"
+            complete = "capped" if r["capped"] else yes(r["valid"])
+            lines.append(
+                f"| {r['variant']} | {r.get('run_s', 0):.1f} | {st.get('200', 0):,} | {st.get('429', 0):,} "
+                f"| {r.get('ok_rps_overall', 0):.1f} | {r.get('settled_rps', 0):.1f} "
+                f"| **{r.get('settled_ratio', 0):.2f}** {yes(r.get('settled_met', False))} "
+                f"| **{r.get('share_429', 0):.1%}** {yes(r.get('throttled_met', False))} "
+                f"| {r.get('share_429_second_half', 0):.1%} | {band_text} | {pacer.get('cuts', 0)} "
+                f"| {pacer.get('pauses', 0)} ({pacer.get('pause_s_total', 0):g}) | {complete} |"
+            )
+        lines.append("")
+        told = [r for r in rates if r.get("retry_after", {}).get("count")]
+        if told:
+            lines += [
+                "Retry-After: gap from each 429 carrying `Retry-After: N` to the next request "
+                "(same TCP connection: surely sent after that 429 was read; any connection: may have been "
+                f"on its way already). Early = requests that arrived more than {RA_GRACE_S * 1000:g} ms after a "
+                "429 and before its N seconds were over (target: 0).",
+                "",
+                "| variant | 429s with RA | N | gap same conn min / median / max s | gap - N median s "
+                "| gap any conn min / median s | early requests |",
+                "|:---|---:|:---|:---|---:|:---|---:|",
+            ]
+            for r in told:
+                ra = r["retry_after"]
+                g, a, x = ra["gap_same_connection_s"], ra["gap_any_connection_s"], ra["gap_minus_told_same_connection_s"]
+                values = ", ".join(f"{k} s x{v}" for k, v in ra["values"].items())
+                lines.append(f"| {r['variant']} | {ra['count']:,} | {values} | {g['min']} / {g['median']} / {g['max']} "
+                             f"| {x['median']} | {a['min']} / {a['median']} | {ra['early_requests']} |")
+            lines.append("")
+        lines.append("200 responses per second (first 60 s):")
+        lines.append("")
+        for r in rates:
+            series = " ".join(str(n) for n in r.get("ok_per_second", [])[:60])
+            lines.append(f"- {r['variant']}: {series}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="exporter request rates: fan-out and adaptive rate limiting")
+    parser.add_argument("--quick", action="store_true", help="a short version (~40 s)")
+    parser.add_argument("--only", choices=("fanout", "adaptive"), help="run one of the two measurements")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for rates.json and rates.md")
+    args = parser.parse_args()
+    plan = plan_for(args.quick)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so simulators are stopped
+    results_dir: Path = args.results
+    results_dir.mkdir(parents=True, exist_ok=True)
+    log = results_dir / "rates-simulator.log"
+    log.write_text("")
+    started = datetime.now(UTC)
+    subprocess.run([sys.executable, "-c", "import aiohttp, orjson, pyarrow.parquet, exporter.cli"], check=True)
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="brokerexport-rates-") as tmp:
+        work = Path(tmp)
+        if args.only in (None, "fanout"):
+            report["fanout"] = fanout(plan, work, log)
+        if args.only in (None, "adaptive"):
+            report["adaptive"] = adaptive(plan, work, log)
+    report = {
+        "meta": {
+            "started": started.isoformat(),
+            "finished": datetime.now(UTC).isoformat(),
+            "host": platform.node(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "quick": args.quick,
+            "plan": plan.__dict__,
+            "fanout_rate": "operations requests / (last end - first arrival), from the simulator's request log",
+            "settled": "200 responses in the second half of the run (by response time) / its duration",
+        },
+        **report,
+    }
+    (results_dir / "rates.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    (results_dir / "rates.md").write_text(table)
+    print()
+    print(table)
+    print(f"written: {results_dir / 'rates.json'}, {results_dir / 'rates.md'}")
+    runs = report.get("fanout", []) + report.get("adaptive", [])
+    if not all(r["valid"] for r in runs):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
