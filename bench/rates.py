@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import json
 import os
 import platform
@@ -102,7 +103,11 @@ class Plan:
 
 def plan_for(quick: bool) -> Plan:
     r = 50.0
-    variants = [("rps unset", 0.0, False), (f"rps = {2 * r:g} (2R)", 2 * r, False), ("rps unset, Retry-After", 0.0, True)]
+    variants = [
+        ("rps unset", 0.0, False),
+        (f"rps = {2 * r:g} (2R)", 2 * r, False),
+        ("rps unset, Retry-After", 0.0, True),
+    ]
     if quick:
         return Plan((8, 32), (20.0,), 2.0, 300, r, 5, 20_000, 50, 8, 10.0, 1.25, 3.0, tuple(variants))
     variants.append((f"rps = {2 * r:g} (2R), Retry-After", 2 * r, True))
@@ -153,6 +158,14 @@ class SimProcess:
                 self._proc.kill()
                 self._proc.wait()
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds the simulator process has used so far (Linux ``/proc``), None elsewhere."""
+        try:
+            fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()  # type: ignore[union-attr]
+        except (OSError, AttributeError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def get(self, path: str) -> dict[str, Any]:
         with urllib.request.urlopen(self.root + path, timeout=30) as response:
             return json.loads(response.read())
@@ -200,21 +213,20 @@ def run_exporter(cmd: list[str], env: dict[str, str], work: Path, cap_s: float) 
                                 start_new_session=True)
         capped = False
         try:
-            try:
-                code = proc.wait(timeout=cap_s)
-            except subprocess.TimeoutExpired:
+            status, usage = wait4(proc, started + cap_s)
+            if status is None:
                 capped = True
                 os.killpg(proc.pid, signal.SIGTERM)  # the exporter stops gracefully on SIGTERM
-                try:
-                    code = proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
+                status, usage = wait4(proc, time.monotonic() + 20)
+                if status is None:
                     os.killpg(proc.pid, signal.SIGKILL)
-                    code = proc.wait()
+                    status, usage = wait4(proc, None)
         except BaseException:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
         ended = time.monotonic()
+        code = os.waitstatus_to_exitcode(status) if status is not None else -1
     text = stdout.read_text(errors="replace")
     summary = re.search(r"([\d,]+) requests, ([\d,]+) retries, ([\d,]+) x 429", text)
     counts = [int(g.replace(",", "")) for g in summary.groups()] if summary else [None, None, None]
@@ -224,11 +236,24 @@ def run_exporter(cmd: list[str], env: dict[str, str], work: Path, cap_s: float) 
         "started": started,
         "ended": ended,
         "wall_s": ended - started,
+        "cpu_s": usage.ru_utime + usage.ru_stime if usage is not None else None,
         "exporter_requests": counts[0],
         "exporter_retries": counts[1],
         "exporter_429": counts[2],
         "stderr_tail": tail(stderr, 5) if code != 0 and not capped else "",
     }
+
+
+def wait4(proc: subprocess.Popen[bytes], deadline: float | None) -> tuple[int | None, Any]:
+    """Reap ``proc`` with ``os.wait4`` (for its CPU time) by ``deadline``; (None, None) if still running."""
+    while True:
+        pid, status, usage = os.wait4(proc.pid, 0 if deadline is None else os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return status, usage
+        if deadline is not None and time.monotonic() >= deadline:
+            return None, None
+        time.sleep(0.02)
 
 
 def parquet_rows(folder: Path) -> tuple[int, int | None]:
@@ -345,7 +370,7 @@ def _spread(values: list[int]) -> dict[str, Any]:
 def _pauses(api: list[Event], t0: float) -> dict[str, Any]:
     """Gaps of more than 100 ms between consecutive arrivals: when the exporter sent nothing."""
     arrivals = [e[0] for e in api]
-    gaps = [(b - a, a - t0) for a, b in zip(arrivals, arrivals[1:], strict=False) if b - a > 0.1]
+    gaps = [(b - a, a - t0) for a, b in itertools.pairwise(arrivals) if b - a > 0.1]
     return {
         "count": len(gaps),
         "total_s": round(sum(g for g, _ in gaps), 2),
@@ -393,7 +418,7 @@ def retry_after_figures(api: list[Event]) -> dict[str, Any]:
         "gap_any_connection_s": stats(gaps_any),
         "gap_minus_told_same_connection_s": stats(excess_conn),
         "early_requests": len(early),
-        "early_definition": f"arrived more than {RA_GRACE_S * 1000:g} ms after a 429 and before its Retry-After ran out",
+        "early_definition": f"arrived more than {RA_GRACE_S * 1000:g} ms after a 429, before its Retry-After ran out",
     }
 
 
@@ -427,7 +452,7 @@ def pacer_figures(trace: list[dict[str, Any]], t0: float, mid: float, t1: float)
 # --------------------------------------------------------------------------- the two measurements
 
 
-def fanout(plan: Plan, work: Path, log: Path) -> list[dict[str, Any]]:
+def fanout(plan: Plan, work: Path, log: Path, keep_dir: Path | None) -> list[dict[str, Any]]:
     results = []
     until = SIM_START
     since = until - timedelta(days=TE_HISTORY_DAYS)
@@ -446,9 +471,12 @@ def fanout(plan: Plan, work: Path, log: Path) -> list[dict[str, Any]]:
                        "TRADEREVOLUTION_LOGIN": "sim-user", "TRADEREVOLUTION_PASSWORD": "sim-pass"}
                 sim.fresh()
                 cmd = [exporter_bin(), "run", str(job), "--output", str(out), "--dataset", "account_operations"]
+                sim_cpu = sim.cpu_s()
                 run = run_exporter(cmd, env, work, cap_s=600)
+                sim_cpu = _minus(sim.cpu_s(), sim_cpu)
                 after = sim.get("/_sim/state")
                 events = sim.get("/_bench/events")["events"]
+                keep(keep_dir, f"fanout-C{c}-L{latency:g}", events, [])
             rows, distinct = parquet_rows(out) if run["exit_code"] == 0 else (0, None)
             shutil.rmtree(out, ignore_errors=True)
             accounts, operations = state["counts"]["accounts"], state["counts"]["operations"]
@@ -471,6 +499,8 @@ def fanout(plan: Plan, work: Path, log: Path) -> list[dict[str, Any]]:
                 "startup_s": round(fig["first_op"] - run["started"], 3) if "first_op" in fig else None,
                 "after_fanout_s": round(run["ended"] - fig["last_op"], 3) if "last_op" in fig else None,
                 "exporter_wall_s": round(run["wall_s"], 3),
+                "exporter_cpu_s": _round(run["cpu_s"], 2),
+                "sim_cpu_s": _round(sim_cpu, 2),
                 "whole_run_ops_rps": round(whole, 1),
                 "sim_requests_total": after["requests_total"],
                 "sim_peak_in_flight": after["peak_in_flight"],
@@ -487,7 +517,7 @@ def fanout(plan: Plan, work: Path, log: Path) -> list[dict[str, Any]]:
     return results
 
 
-def adaptive(plan: Plan, work: Path, log: Path) -> list[dict[str, Any]]:
+def adaptive(plan: Plan, work: Path, log: Path, keep_dir: Path | None) -> list[dict[str, Any]]:
     results = []
     config = {"accounts": plan.accounts, "trades_per_account": 0, "latency_ms": plan.latency_ms,
               "rate_limit_rps": plan.rate, "rate_limit_burst": plan.burst, "retry_after_header": False}
@@ -508,10 +538,13 @@ def adaptive(plan: Plan, work: Path, log: Path) -> list[dict[str, Any]]:
                    "TRADESYNC_BASE_URL": sim.root}
             cmd = [sys.executable, str(BENCH / "pacer_trace.py"), str(trace_path),
                    "run", str(job), "--output", str(out), "--dataset", "accounts"]
+            sim_cpu = sim.cpu_s()
             run = run_exporter(cmd, env, work, cap_s=cap)
+            sim_cpu = _minus(sim.cpu_s(), sim_cpu)
             state = sim.get("/_sim/state")
             events = sim.get("/_bench/events")["events"]
             trace = [json.loads(line) for line in trace_path.read_text().splitlines()] if trace_path.exists() else []
+            keep(keep_dir, f"rate-{slug}", events, trace)
             rows, distinct = parquet_rows(out) if run["exit_code"] == 0 and not run["capped"] else (0, None)
             shutil.rmtree(out, ignore_errors=True)
             fig = rate_figures(events, plan.rate, trace)
@@ -534,6 +567,8 @@ def adaptive(plan: Plan, work: Path, log: Path) -> list[dict[str, Any]]:
                 "sim_responses_by_status": state["responses_by_status"],
                 "sim_peak_in_flight": state["peak_in_flight"],
                 "exporter_wall_s": round(run["wall_s"], 2),
+                "exporter_cpu_s": _round(run["cpu_s"], 2),
+                "sim_cpu_s": _round(sim_cpu, 2),
                 "capped": run["capped"],
                 "cap_s": round(cap, 1),
                 "pages_done": fig.get("statuses", {}).get("200", 0),
@@ -556,6 +591,19 @@ def adaptive(plan: Plan, work: Path, log: Path) -> list[dict[str, Any]]:
     return results
 
 
+def keep(folder: Path | None, name: str, events: list[Event], trace: list[dict[str, Any]]) -> None:
+    if folder is not None:
+        (folder / f"{name}.json").write_text(json.dumps({"events": events, "pacer_trace": trace}))
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
+def _round(x: float | None, digits: int) -> float | None:
+    return round(x, digits) if x is not None else None
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -576,8 +624,9 @@ def markdown(report: dict[str, Any]) -> str:
             "Whole run = the same requests / exporter wall time (start-up, login, listing, publishing included).",
             "",
             "| C | latency | accounts | requests | fan-out s | achieved req/s | C/L req/s | achieved/(C/L) "
-            "| target | met | peak in flight | mean in flight | server ms | whole run req/s | wall s | valid |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|:---:|",
+            "| target | met | peak in flight | mean in flight | server ms | whole run req/s | wall s "
+            "| exporter CPU s | simulator CPU s | valid |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
         ]
         for r in fan:
             lines.append(
@@ -585,7 +634,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {r.get('fanout_s', 0):.2f} | {r.get('achieved_rps', 0):,.0f} | {r.get('ideal_rps', 0):,.0f} "
                 f"| **{r.get('ratio', 0):.2f}** | >= {FANOUT_TARGET:.2f} | {yes(r.get('target_met', False))} "
                 f"| {r.get('peak_in_flight_ops')} | {r.get('mean_in_flight_ops')} | {r.get('mean_server_ms')} "
-                f"| {r['whole_run_ops_rps']:,.0f} | {r['exporter_wall_s']:.1f} | {yes(r['valid'])} |"
+                f"| {r['whole_run_ops_rps']:,.0f} | {r['exporter_wall_s']:.1f} | {r['exporter_cpu_s']} "
+                f"| {r['sim_cpu_s']} | {yes(r['valid'])} |"
             )
         lines.append("")
     rates = report.get("adaptive") or []
@@ -631,7 +681,8 @@ def markdown(report: dict[str, Any]) -> str:
             ]
             for r in told:
                 ra = r["retry_after"]
-                g, a, x = ra["gap_same_connection_s"], ra["gap_any_connection_s"], ra["gap_minus_told_same_connection_s"]
+                g, a = ra["gap_same_connection_s"], ra["gap_any_connection_s"]
+                x = ra["gap_minus_told_same_connection_s"]
                 values = ", ".join(f"{k} s x{v}" for k, v in ra["values"].items())
                 lines.append(f"| {r['variant']} | {ra['count']:,} | {values} | {g['min']} / {g['median']} / {g['max']} "
                              f"| {x['median']} | {a['min']} / {a['median']} | {ra['early_requests']} |")
@@ -650,6 +701,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short version (~40 s)")
     parser.add_argument("--only", choices=("fanout", "adaptive"), help="run one of the two measurements")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for rates.json and rates.md")
+    parser.add_argument("--keep-events", action="store_true",
+                        help="also write each run's request log and pacer trace to RESULTS/rates-events/")
     args = parser.parse_args()
     plan = plan_for(args.quick)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so simulators are stopped
@@ -657,15 +710,18 @@ def main() -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     log = results_dir / "rates-simulator.log"
     log.write_text("")
+    keep_dir = results_dir / "rates-events" if args.keep_events else None
+    if keep_dir is not None:
+        keep_dir.mkdir(exist_ok=True)
     started = datetime.now(UTC)
     subprocess.run([sys.executable, "-c", "import aiohttp, orjson, pyarrow.parquet, exporter.cli"], check=True)
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="brokerexport-rates-") as tmp:
         work = Path(tmp)
         if args.only in (None, "fanout"):
-            report["fanout"] = fanout(plan, work, log)
+            report["fanout"] = fanout(plan, work, log, keep_dir)
         if args.only in (None, "adaptive"):
-            report["adaptive"] = adaptive(plan, work, log)
+            report["adaptive"] = adaptive(plan, work, log, keep_dir)
     report = {
         "meta": {
             "started": started.isoformat(),

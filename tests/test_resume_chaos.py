@@ -236,10 +236,13 @@ def _is_json(path: Path) -> bool:
 
 
 def test_faults_of_every_kind_and_a_rate_limit_give_the_clean_rows(clean: Clean, tmp_path: Path) -> None:
-    config = sim_config(latency_ms=10, error_rate=0.2, fault_kinds=ALL_FAULTS, rate_limit_rps=80,
-                        rate_limit_burst=5)
+    config = sim_config(latency_ms=10, error_rate=0.2, fault_kinds=ALL_FAULTS, rate_limit_rps=40,
+                        rate_limit_burst=3)
+    # pages of 500: ~100 requests, enough for every fault kind, and a run of a few seconds (the
+    # adaptive pacer slows right down under 20% of 429s)
+    settings = {**SETTINGS, "page_size": 500, "max_attempts": 40}
     with logged_simulator(config) as (url, simulator, _):
-        job = make_job({"tradesync": {**SETTINGS, "max_attempts": 40}}, name=JOB, rows_per_file=ROWS_PER_FILE)
+        job = make_job({"tradesync": settings}, name=JOB, rows_per_file=ROWS_PER_FILE)
         result = run(job, tmp_path, tradesync_env(url))
         state = simulator.state()
     assert_equals_clean(tmp_path, clean)
@@ -247,9 +250,10 @@ def test_faults_of_every_kind_and_a_rate_limit_give_the_clean_rows(clean: Clean,
     planner = ChaosPlanner(config.seed, config.latency_ms, 0, config.error_rate, 0, config.fault_kinds)
     planned = Counter(planner.plan(seq).fault for seq in range(1, state["requests_total"] + 1))
     assert set(ALL_FAULTS) <= set(planned), planned
-    assert state["faults_injected"] >= 20
+    assert state["faults_injected"] >= 15
+    # an injected fault never exceeds its plan, so 429s beyond the planned ones came from the limit
     planned_429 = planned["429"] + planned["429-retry-after"]
-    assert state["responses_by_status"].get("429", 0) > planned_429, state
+    assert state["responses_by_status"].get("429", 0) > planned_429, (state, planned)
     stats = result.requests["tradesync"]
     assert stats["retries"] >= state["faults_injected"]
 
@@ -334,6 +338,8 @@ def test_full_disk_fails_without_publishing_and_resumes_once_space_is_freed(
 
         # the command line: exit 1 and one line saying the disk is full (the checkpoint is kept)
         log.attempt = 2
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)  # the CLI reads the credentials from the environment
         FullDisk(after=6).install(monkeypatch)
         with pytest.raises(SystemExit) as exit_info:
             execute(job, output, "auto", "text")
@@ -389,3 +395,21 @@ def test_checkpoint_of_another_job_definition_is_refused_until_fresh(clean: Clea
     assert_equals_clean(output, clean)
     assert manifest(output, "trades")["resumed"] == 0
     assert json.loads(saved)["run_id"] != manifest(output, "trades")["run_id"]
+
+
+@pytest.mark.xfail(strict=True, reason="Checkpoint.load increments 'resumed' only in memory: an attempt that fails "
+                   "before its first checkpoint save is not counted")
+def test_resumed_counts_every_resumed_attempt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = make_job({"tradesync": SETTINGS}, name=JOB, rows_per_file=ROWS_PER_FILE)
+    with logged_simulator(sim_config()) as (url, _, _log):
+        env = tradesync_env(url)
+        FullDisk(after=12).install(monkeypatch)
+        with pytest.raises(OSError):
+            run(job, tmp_path, env)  # leaves a checkpoint with durable parts
+        FullDisk(after=0).install(monkeypatch)
+        with pytest.raises(OSError):
+            run(job, tmp_path, env)  # resumed, then failed at its first write
+        monkeypatch.undo()
+        result = run(job, tmp_path, env)
+    assert result.resumed == 2
+    assert manifest(tmp_path, "accounts")["resumed"] == 2

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from ..http import Auth, ClientSettings, ErrorReader, HttpClient, Response
+from ..http import Auth, ClientSettings, ErrorReader, HttpClient, Response, RetryPolicy
 from ..jobs import Option, SourceSpec
 from ..schema import RecordSchema
 from ..walk import Emit, Page
@@ -81,6 +81,32 @@ class Source(Protocol):
     def streams(self, *, schema_drift: str) -> list[Stream]: ...
 
 
+def client_settings(spec: SourceSpec, connection: Connection, **extra: Any) -> ClientSettings:
+    """The HTTP client settings every source derives from its job spec and connection."""
+    return ClientSettings(
+        base_url=connection.base_url,
+        concurrency=spec.concurrency,
+        rps=spec.rps,
+        retry=RetryPolicy(max_attempts=spec.max_attempts, max_elapsed=spec.retry_seconds),
+        verify_tls=connection.verify_tls,
+        ca_bundle=connection.ca_bundle,
+        **extra,
+    )
+
+
+def snapshot_time(table: pa.Table, page: Page) -> pa.Array:
+    """The page's fetch time for every row: balances and equity are live values of that moment."""
+    return pa.array([page.fetched_at] * table.num_rows, pa.timestamp("us", tz="UTC"))
+
+
+def with_snapshot_time(table: pa.Table, page: Page) -> pa.Table:
+    return table.append_column("snapshot_at", snapshot_time(table, page))
+
+
+def identity(table: pa.Table, page: Page) -> pa.Table:
+    return table
+
+
 def registry() -> dict[str, Any]:
     """Source kinds by name (imported lazily so a job only loads what it uses)."""
     from .traderevolution import TraderEvolutionSource
@@ -89,4 +115,16 @@ def registry() -> dict[str, Any]:
     return {"tradesync": TradesyncSource, "traderevolution": TraderEvolutionSource}
 
 
-__all__ = ["Connection", "ErrorReader", "Projection", "Source", "Stream", "Walk", "registry"]
+__all__ = [
+    "Connection",
+    "ErrorReader",
+    "Projection",
+    "Source",
+    "Stream",
+    "Walk",
+    "client_settings",
+    "identity",
+    "registry",
+    "snapshot_time",
+    "with_snapshot_time",
+]

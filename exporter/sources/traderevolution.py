@@ -27,11 +27,11 @@ import msgspec
 import pyarrow as pa
 
 from ..errors import AuthError, DataError, JobFileError
-from ..http import ClientSettings, HttpClient, Response, RetryPolicy
+from ..http import ClientSettings, HttpClient, Response
 from ..jobs import Option, SourceSpec
 from ..schema import Column, RecordSchema, sanitize_column_names
 from ..walk import OffsetLists, Page, Target
-from . import Connection, Stream
+from . import Connection, Stream, client_settings, identity, snapshot_time, with_snapshot_time
 from .tradesync import BALANCE_COLUMNS, EQUITY_COLUMNS
 
 ENV_URL, ENV_LOGIN, ENV_PASSWORD = "TRADEREVOLUTION_BASE_URL", "TRADEREVOLUTION_LOGIN", "TRADEREVOLUTION_PASSWORD"
@@ -392,10 +392,7 @@ def _statement_projection(canonical: tuple[str, ...], raw_names: list[str]) -> C
 
     def project(table: pa.Table, page: Page) -> pa.Table:
         n = table.num_rows
-        arrays = [
-            pa.array([page.fetched_at] * n, pa.timestamp("us", tz="UTC")),
-            pa.array(["traderevolution"] * n, pa.string()),
-        ]
+        arrays = [snapshot_time(table, page), pa.array(["traderevolution"] * n, pa.string())]
         names = ["snapshot_at", "source"]
         for name in ("account_id", *canonical):
             source = CANONICAL_FROM_STATEMENT.get(name)
@@ -415,16 +412,6 @@ def _statement_projection(canonical: tuple[str, ...], raw_names: list[str]) -> C
         return pa.Table.from_arrays(arrays, names=names)
 
     return project
-
-
-def _identity(table: pa.Table, page: Page) -> pa.Table:
-    return table
-
-
-def _with_snapshot_time(table: pa.Table, page: Page) -> pa.Table:
-    return table.append_column(
-        "snapshot_at", pa.array([page.fetched_at] * table.num_rows, pa.timestamp("us", tz="UTC"))
-    )
 
 
 class TraderEvolutionSource:
@@ -510,15 +497,7 @@ class TraderEvolutionSource:
         return None
 
     def client_settings(self, connection: Connection) -> ClientSettings:
-        return ClientSettings(
-            base_url=connection.base_url,
-            concurrency=self.spec.concurrency,
-            rps=self.spec.rps,
-            retry=RetryPolicy(max_attempts=self.spec.max_attempts, max_elapsed=self.spec.retry_seconds),
-            verify_tls=connection.verify_tls,
-            ca_bundle=connection.ca_bundle,
-            pace_per_collection=True,
-        )
+        return client_settings(self.spec, connection, pace_per_collection=True)
 
     # -- what to fetch ----------------------------------------------------------------------
     def _until(self) -> datetime:
@@ -547,7 +526,7 @@ class TraderEvolutionSource:
         out: list[Stream] = []
         if "accounts" in chosen:
             walk = OffsetLists("accounts", _single("/accounts"), decode_records, _id("id"), size)
-            out.append(Stream("accounts", ACCOUNT, walk, {"accounts": _with_snapshot_time}))
+            out.append(Stream("accounts", ACCOUNT, walk, {"accounts": with_snapshot_time}))
         statement_outputs: dict[str, Any] = {}
         raw = sanitize_column_names(STATEMENT_COLUMNS)
         if "balances" in chosen:
@@ -573,7 +552,7 @@ class TraderEvolutionSource:
             )
         if "account_operations" in chosen:
             walk = OffsetLists("account_operations", self._operations_plan, decode_records, _id("id"), size)
-            out.append(Stream("account_operations", OPERATION, walk, {"account_operations": _identity}))
+            out.append(Stream("account_operations", OPERATION, walk, {"account_operations": identity}))
         if "trades" in chosen:
             days = int(self.options.get("window_days", 7))
             walk = OffsetLists("trades", self._report_plan(TRADES_REPORT, days), decode_report, _id("tradeid"), size)
@@ -582,7 +561,7 @@ class TraderEvolutionSource:
                     "trades",
                     report_schema("trades report", TRADES_TYPES, self.time_format),
                     walk,
-                    {"trades": _identity},
+                    {"trades": identity},
                     null_tokens=NULL_TOKENS,
                 )
             )

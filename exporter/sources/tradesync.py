@@ -19,11 +19,11 @@ import msgspec
 import pyarrow as pa
 
 from ..errors import AuthError, DataError
-from ..http import ClientSettings, HttpClient, Response, RetryPolicy
+from ..http import ClientSettings, HttpClient, Response
 from ..jobs import Option, SourceSpec
 from ..schema import RecordSchema, columns
 from ..walk import IdBatches, IncrementalCollection, KeysetCollection, KeysetPage, Page
-from . import Connection, Stream
+from . import Connection, Stream, client_settings, identity, snapshot_time, with_snapshot_time
 
 DEFAULT_BASE_URL = "https://api.tradesync.com"
 ENV_KEY, ENV_SECRET, ENV_URL = "TRADESYNC_API_KEY", "TRADESYNC_API_SECRET", "TRADESYNC_BASE_URL"
@@ -61,32 +61,15 @@ EQUITY_COLUMNS = (
 )
 
 
-def snapshot_columns(table: pa.Table, page: Page, source: str) -> list[pa.Array]:
-    n = table.num_rows
-    return [
-        pa.array([page.fetched_at] * n, pa.timestamp("us", tz="UTC")),
-        pa.array([source] * n, pa.string()),
-    ]
-
-
-def canonical_projection(names: list[str] | tuple[str, ...], source: str):
+def canonical_projection(names: tuple[str, ...], source: str):
     """``snapshot_at, source, account_id, <names>`` from an accounts table: the cross-source shape."""
 
     def project(table: pa.Table, page: Page) -> pa.Table:
-        head = snapshot_columns(table, page, source)
+        head = [snapshot_time(table, page), pa.array([source] * table.num_rows, pa.string())]
         arrays = [*head, table.column("id"), *(table.column(n) for n in names)]
         return pa.Table.from_arrays(arrays, names=["snapshot_at", "source", "account_id", *names])
 
     return project
-
-
-def with_snapshot_time(table: pa.Table, page: Page) -> pa.Table:
-    stamp = pa.array([page.fetched_at] * table.num_rows, pa.timestamp("us", tz="UTC"))
-    return table.append_column("snapshot_at", stamp)
-
-
-def identity(table: pa.Table, page: Page) -> pa.Table:
-    return table
 
 
 class _Meta(msgspec.Struct):
@@ -215,12 +198,7 @@ class TradesyncSource:
         return None
 
     def client_settings(self, connection: Connection) -> ClientSettings:
-        return ClientSettings(
-            base_url=connection.base_url,
-            concurrency=self.spec.concurrency,
-            rps=self.spec.rps,
-            retry=RetryPolicy(max_attempts=self.spec.max_attempts, max_elapsed=self.spec.retry_seconds),
-        )
+        return client_settings(self.spec, connection)
 
     def streams(self, *, schema_drift: str) -> list[Stream]:
         chosen = set(self.spec.datasets)
