@@ -354,7 +354,7 @@ def rate_figures(events: list[Event], rate: float, trace: list[dict[str, Any]]) 
         "throttled_per_second": thr_per_s,
         "second_half_ok_per_s": _spread(full_seconds),
         "pauses_over_100ms": _pauses(api, t0),
-        "retry_after": retry_after_figures(api),
+        "retry_after": retry_after_figures(api, trace),
         "pacer": pacer_figures(trace, t0, mid, t1),
     }
     return out
@@ -378,8 +378,20 @@ def _pauses(api: list[Event], t0: float) -> dict[str, Any]:
     }
 
 
-def retry_after_figures(api: list[Event]) -> dict[str, Any]:
-    """For each 429 with ``Retry-After: N``: gaps to the next request, and requests sent too early."""
+def retry_after_figures(api: list[Event], trace: list[dict[str, Any]]) -> dict[str, Any]:
+    """For each 429 with ``Retry-After: N``: gaps to the next request, and requests sent too early.
+
+    Server side (the request log): gap from the 429's answer to the next request on the same TCP
+    connection (necessarily sent after the client read that 429) and on any connection (may have
+    been on its way already), and the requests that arrived more than ``RA_GRACE_S`` after a 429
+    and before its N seconds were over.
+
+    Client side (the pacer trace, same clock): the pauses the exporter imposed on itself, merged
+    into episodes where they overlap (a burst of 429s). Requests arriving in the first
+    ``RA_GRACE_S`` of an episode were already on their way; any later one before the episode ends
+    was sent while the exporter had been told to wait ("early", with how early and whether the
+    episode's first pause alone was respected). "Late": the first request after an episode ended.
+    """
     told = [e for e in api if e[3] == 429 and e[4] is not None]
     if not told:
         return {"count": 0}
@@ -405,21 +417,45 @@ def retry_after_figures(api: list[Event]) -> dict[str, Any]:
         hi = bisect.bisect_left(arrivals, t + wait - RA_TOLERANCE_S)
         early.update(arrivals[lo:hi])
 
-    def stats(values: list[float]) -> dict[str, float | None]:
-        if not values:
-            return {"min": None, "median": None, "max": None}
-        return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
-                "max": round(max(values), 3)}
-
+    episodes: list[list[float]] = []  # [start, end, end of the first pause alone]
+    for x in sorted((x for x in trace if x["ev"] == "pause"), key=lambda x: x["t"]):
+        begin, until = x["t"], x["t"] + x["s"]
+        if episodes and begin <= episodes[-1][1]:
+            episodes[-1][1] = max(episodes[-1][1], until)
+        else:
+            episodes.append([begin, until, until])
+    in_pipe, early_by, first_respected, late = 0, [], 0, []
+    for begin, until, first_until in episodes:
+        a = bisect.bisect_right(arrivals, begin)
+        b = bisect.bisect_right(arrivals, begin + RA_GRACE_S)
+        c = bisect.bisect_left(arrivals, until - RA_TOLERANCE_S)
+        in_pipe += max(0, min(b, c) - a)
+        for arrived in arrivals[b:c]:
+            early_by.append(until - arrived)
+            first_respected += arrived >= first_until
+        if c < len(arrivals):
+            late.append(arrivals[c] - until)
     return {
         "count": len(told),
         "values": _count(e[4] for e in told),
-        "gap_same_connection_s": stats(gaps_conn),
-        "gap_any_connection_s": stats(gaps_any),
-        "gap_minus_told_same_connection_s": stats(excess_conn),
-        "early_requests": len(early),
-        "early_definition": f"arrived more than {RA_GRACE_S * 1000:g} ms after a 429, before its Retry-After ran out",
+        "gap_same_connection_s": _stats(gaps_conn),
+        "gap_any_connection_s": _stats(gaps_any),
+        "gap_minus_told_same_connection_s": _stats(excess_conn),
+        "early_requests_server_side": len(early),
+        "client_pause_episodes": len(episodes),
+        "client_pause_s": round(sum(e[1] - e[0] for e in episodes), 2),
+        "in_pipe_requests": in_pipe,
+        "early_requests": len(early_by),
+        "early_by_s": _stats(early_by),
+        "early_after_first_pause_ended": first_respected,
+        "first_request_after_pause_late_s": _stats(late),
     }
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"min": None, "median": None, "max": None}
+    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3), "max": round(max(values), 3)}
 
 
 def pacer_figures(trace: list[dict[str, Any]], t0: float, mid: float, t1: float) -> dict[str, Any]:
@@ -452,8 +488,19 @@ def pacer_figures(trace: list[dict[str, Any]], t0: float, mid: float, t1: float)
 # --------------------------------------------------------------------------- the two measurements
 
 
+def startup_cpu_s() -> float:
+    """CPU seconds of ``exporter --help``: interpreter start-up and the CLI's imports (median of 3)."""
+    samples = []
+    for _ in range(3):
+        proc = subprocess.Popen([exporter_bin(), "--help"], stdout=subprocess.DEVNULL)
+        _, usage = wait4(proc, None)
+        samples.append(usage.ru_utime + usage.ru_stime)
+    return statistics.median(samples)
+
+
 def fanout(plan: Plan, work: Path, log: Path, keep_dir: Path | None) -> list[dict[str, Any]]:
     results = []
+    startup = startup_cpu_s()
     until = SIM_START
     since = until - timedelta(days=TE_HISTORY_DAYS)
     for latency in plan.latencies_ms:
@@ -501,6 +548,10 @@ def fanout(plan: Plan, work: Path, log: Path, keep_dir: Path | None) -> list[dic
                 "exporter_wall_s": round(run["wall_s"], 3),
                 "exporter_cpu_s": _round(run["cpu_s"], 2),
                 "sim_cpu_s": _round(sim_cpu, 2),
+                "exporter_startup_cpu_s": round(startup, 2),
+                "exporter_cpu_ms_per_request": _round(
+                    (run["cpu_s"] - startup) * 1000 / run["exporter_requests"]
+                    if run["cpu_s"] is not None and run["exporter_requests"] else None, 2),
                 "whole_run_ops_rps": round(whole, 1),
                 "sim_requests_total": after["requests_total"],
                 "sim_peak_in_flight": after["peak_in_flight"],
@@ -621,21 +672,23 @@ def markdown(report: dict[str, Any]) -> str:
             "### Fan-out: TraderEvolution `account_operations`, no rate limit, `rps = 0`",
             "",
             "Achieved = operations requests / (end of the last - arrival of the first), simulator side. "
-            "Whole run = the same requests / exporter wall time (start-up, login, listing, publishing included).",
+            "Whole run = the same requests / exporter wall time (start-up, login, listing, publishing included). "
+            "Mean in flight = sum of server-side request durations / fan-out time. CPU ms/request = (exporter CPU "
+            "- CPU of `exporter --help`) / requests. Both processes share the host's CPUs.",
             "",
             "| C | latency | accounts | requests | fan-out s | achieved req/s | C/L req/s | achieved/(C/L) "
             "| target | met | peak in flight | mean in flight | server ms | whole run req/s | wall s "
-            "| exporter CPU s | simulator CPU s | valid |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+            "| exporter CPU s | CPU ms/request | simulator CPU s | valid |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
         ]
         for r in fan:
             lines.append(
                 f"| {r['concurrency']} | {r['latency_ms']:g} ms | {r['accounts']:,} | {r['ops_requests']:,} "
                 f"| {r.get('fanout_s', 0):.2f} | {r.get('achieved_rps', 0):,.0f} | {r.get('ideal_rps', 0):,.0f} "
-                f"| **{r.get('ratio', 0):.2f}** | >= {FANOUT_TARGET:.2f} | {yes(r.get('target_met', False))} "
+                f"| **{r.get('ratio', 0):.3f}** | >= {FANOUT_TARGET:.2f} | {yes(r.get('target_met', False))} "
                 f"| {r.get('peak_in_flight_ops')} | {r.get('mean_in_flight_ops')} | {r.get('mean_server_ms')} "
                 f"| {r['whole_run_ops_rps']:,.0f} | {r['exporter_wall_s']:.1f} | {r['exporter_cpu_s']} "
-                f"| {r['sim_cpu_s']} | {yes(r['valid'])} |"
+                f"| {r['exporter_cpu_ms_per_request']} | {r['sim_cpu_s']} | {yes(r['valid'])} |"
             )
         lines.append("")
     rates = report.get("adaptive") or []
@@ -670,22 +723,33 @@ def markdown(report: dict[str, Any]) -> str:
         told = [r for r in rates if r.get("retry_after", {}).get("count")]
         if told:
             lines += [
-                "Retry-After: gap from each 429 carrying `Retry-After: N` to the next request "
-                "(same TCP connection: surely sent after that 429 was read; any connection: may have been "
-                f"on its way already). Early = requests that arrived more than {RA_GRACE_S * 1000:g} ms after a "
-                "429 and before its N seconds were over (target: 0).",
+                "Retry-After, server side: gap from each 429 carrying `Retry-After: N` to the next request on the "
+                "same TCP connection (surely sent after that 429 was read) and on any connection (may have been on "
+                "its way already).",
+                "",
+                "Client side: the exporter's pauses (pacer trace, same clock) merged into episodes (one per burst of "
+                f"429s). Requests in an episode's first {RA_GRACE_S * 1000:g} ms were already on their way (in pipe); "
+                "later ones before it ended were sent while told to wait (early; target 0). Late = first request "
+                "after an episode minus its end.",
                 "",
                 "| variant | 429s with RA | N | gap same conn min / median / max s | gap - N median s "
-                "| gap any conn min / median s | early requests |",
-                "|:---|---:|:---|:---|---:|:---|---:|",
+                "| gap any conn min / median s | pause episodes (s) | in pipe | early (min / median / max s early) "
+                "| of which after the episode's first pause | late min / median / max s |",
+                "|:---|---:|:---|:---|---:|:---|---:|---:|:---|---:|:---|",
             ]
             for r in told:
                 ra = r["retry_after"]
                 g, a = ra["gap_same_connection_s"], ra["gap_any_connection_s"]
-                x = ra["gap_minus_told_same_connection_s"]
+                x, lt, eb = (ra["gap_minus_told_same_connection_s"], ra["first_request_after_pause_late_s"],
+                             ra["early_by_s"])
                 values = ", ".join(f"{k} s x{v}" for k, v in ra["values"].items())
-                lines.append(f"| {r['variant']} | {ra['count']:,} | {values} | {g['min']} / {g['median']} / {g['max']} "
-                             f"| {x['median']} | {a['min']} / {a['median']} | {ra['early_requests']} |")
+                lines.append(
+                    f"| {r['variant']} | {ra['count']:,} | {values} | {g['min']} / {g['median']} / {g['max']} "
+                    f"| {x['median']} | {a['min']} / {a['median']} "
+                    f"| {ra['client_pause_episodes']} ({ra['client_pause_s']}) | {ra['in_pipe_requests']} "
+                    f"| **{ra['early_requests']}** ({eb['min']} / {eb['median']} / {eb['max']}) "
+                    f"| {ra['early_after_first_pause_ended']} | {lt['min']} / {lt['median']} / {lt['max']} |"
+                )
             lines.append("")
         lines.append("200 responses per second (first 60 s):")
         lines.append("")

@@ -117,6 +117,11 @@ def run(
 
 
 def execute(job: JobSpec, output: Path, resume: str, log_format: str) -> RunResult:
+    import pyarrow as pa
+
+    # the C allocator hands freed row groups back promptly; mimalloc kept ~50 MB more resident
+    # for the same speed (bench/README.md)
+    pa.set_memory_pool(pa.system_memory_pool())
     live = sys.stderr.isatty() and log_format == "text"
     reporter = Reporter(enabled=True, live=live)
     options = RunOptions(output=output, resume=resume, reporter=reporter)

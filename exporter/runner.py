@@ -51,11 +51,11 @@ class RunOptions:
     resume: str = "auto"  # auto: resume a matching checkpoint; require: fail without one; fresh: discard
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     reporter: Reporter | None = None
-    queue_pages: int = 16
+    queue_pages: int = 8
     convert_threads: int = 2  # pages converted at once (Arrow's JSON reader releases the GIL)
     convert_ahead: int = 3  # pages converting while the oldest one is written
     checkpoint_rows: int | None = None  # default: the job's rows_per_file
-    row_group_rows: int = 128_000
+    row_group_rows: int = 32_000
     now: datetime | None = None
 
 
