@@ -8,13 +8,14 @@ Used by ``bench/rates.py``. The simulator is the project's own (``exporter.sandb
 (``bench/sim.py``'s ``WarmSimulator``), so the simulator's CPU stays out of the way. One aiohttp
 middleware, added here, records for every API request (not ``/_sim/*`` or ``/_bench/*``):
 
-    [arrived, ended, collection, status, retry_after, connection]
+    [arrived, ended, collection, status, retry_after, connection, query]
 
 ``arrived``/``ended`` are ``time.monotonic()`` seconds (one clock for every process of the host)
 at the middleware's entry and once the handler returned (TraderEvolution: the answer is sent;
 Tradesync: it is about to be written); ``collection`` is the first path segment after the API's
 base (``accountOperations``, ``accounts``, ...); ``retry_after`` the header's value or null;
-``connection`` the client's TCP port, so requests of one keep-alive connection can be told apart.
+``connection`` the client's TCP port, so requests of one keep-alive connection can be told apart;
+``query`` the query string (a retried request repeats it).
 
 Control routes (besides the simulator's own ``/_sim/state``, ``/_sim/reset``):
 
@@ -69,7 +70,7 @@ def parse_value(current: Any, text: str) -> Any:
 
 
 def add_recorder(app: web.Application, simulator: Any, prefix: str) -> None:
-    events: list[tuple[float, float, str, int, str | None, int]] = []
+    events: list[tuple[float, float, str, int, str | None, int, str]] = []
 
     def collection(path: str) -> str:
         tail = path[len(prefix):] if path.startswith(prefix) else path.lstrip("/")
@@ -94,7 +95,8 @@ def add_recorder(app: web.Application, simulator: Any, prefix: str) -> None:
             status, retry_after = response.status, response.headers.get("Retry-After")
             return response
         finally:
-            events.append((arrived, time.monotonic(), collection(path), status, retry_after, port))
+            events.append((arrived, time.monotonic(), collection(path), status, retry_after, port,
+                           request.query_string))
 
     def control(request: web.Request) -> web.Response:
         if request.path == "/_bench/events" and request.method == "GET":

@@ -1,11 +1,12 @@
 """Benchmark: request rates of the exporter, fan-out concurrency and adaptive rate limiting.
 
-    python bench/rates.py            # full: 6 fan-out runs, 3 (+1) adaptive-rate runs (~4 min on 2 cores)
-    python bench/rates.py --quick    # 2 fan-out runs, 3 short adaptive-rate runs (~40 s)
-    python bench/rates.py --only fanout --results /tmp/rates
+    python bench/rates.py            # full: 6 fan-out runs, 4 adaptive-rate runs (~4 min on 2 cores)
+    python bench/rates.py --quick    # 2 fan-out runs, 3 short adaptive-rate runs (~35 s)
+    python bench/rates.py --only fanout --results /tmp/rates --keep-events
 
 Two measurements, each against the project's own simulator in a separate process
-(``bench/rate_sim.py``, which records every API request's arrival, end, status and Retry-After):
+(``bench/rate_sim.py``, which records every API request's arrival, end, status, Retry-After,
+client port and query string):
 
 1. **Fan-out** (TraderEvolution, no rate limit, latency L): ``exporter run`` of the
    ``account_operations`` dataset only, ``concurrency = C``, ``rps = 0``, one date window per
@@ -13,20 +14,22 @@ Two measurements, each against the project's own simulator in a separate process
    requests / (end of the last one - arrival of the first one), both on the simulator's side: the
    fan-out itself, without interpreter start-up, login, the account listing or Parquet publishing.
    Target: achieved / (C / L) >= 0.80. The whole-run figure (operations requests / exporter wall
-   time) is reported beside it.
+   time), mean requests in flight and CPU seconds of both processes are reported beside it.
 2. **Adaptive rate** (Tradesync, token bucket of R requests/s and burst 5 per API key): ``exporter
    run`` of ``accounts`` with ``concurrency = 8``, small pages and ``rps = 0`` (unknown: the
-   exporter must find the limit), then with ``rps = 2R`` (a ceiling above the limit), then with the
-   simulator sending ``Retry-After``. From the simulator's request log: successful responses/s in
-   the second half of the run ("settled") / R (target >= 0.90), the share of 429 answers overall
-   and in the second half (target <= 2%), and for every 429 carrying ``Retry-After: N`` the gap to
-   the next request on the same connection and on any connection, compared to N, plus the requests
-   that arrived while the exporter had been told to wait (target: none). The exporter runs under
+   exporter must find the limit); the same with ``rps = 2R`` (a ceiling above the limit); both
+   again with the simulator sending ``Retry-After`` (the quick version skips the last one). From
+   the simulator's request log: successful responses/s in the second half of the run ("settled")
+   / R (target >= 0.90), the share of 429 answers overall and in the second half (target <= 2%),
+   the most 429s one request met, and for every 429 carrying ``Retry-After: N`` the gap to the
+   next request on the same connection and on any connection, compared to N, plus the requests
+   sent while the exporter had been told to wait (target: none). The exporter runs under
    ``bench/pacer_trace.py`` (the unchanged CLI, with the pacer's rate changes and pauses logged).
+   A run still going after 1.5 x its ideal duration (+5 s) is stopped (SIGTERM) and marked capped.
 
 Results: ``bench/results/rates.json`` and ``rates.md``; the markdown is also printed. Exit code 1
-if a run was invalid (crashed, or wrong row count in an uncapped run); missed targets are reported,
-not failures.
+if an exporter run failed (non-zero exit, or wrong rows in a run that was not capped); missed
+targets are reported, not failures.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ TE_HISTORY_DAYS = 90
 FANOUT_TARGET = 0.80
 SETTLED_TARGET = 0.90
 THROTTLED_TARGET = 0.02
-RA_GRACE_S = 0.05  # a request arriving this soon after a 429 was already on its way
+RA_PIPE_S = 0.003  # a request arriving this soon after the exporter paused was already on its way
+RA_GRACE_S = 0.05  # an early request this soon after the pause had passed the pacer before the 429
 RA_TOLERANCE_S = 0.002
 
 TE_JOB = """name = "rates-fanout"
@@ -90,6 +94,7 @@ class Plan:
     latencies_ms: tuple[float, ...]
     fanout_seconds: float  # the ideal fan-out lasts about this long: accounts = seconds x C / L
     min_users: int
+    max_users: int  # the exporter may be far slower than C / L: keep the big runs short
     rate: float  # R
     burst: int
     accounts: int
@@ -109,9 +114,10 @@ def plan_for(quick: bool) -> Plan:
         ("rps unset, Retry-After", 0.0, True),
     ]
     if quick:
-        return Plan((8, 32), (20.0,), 2.0, 300, r, 5, 20_000, 50, 8, 10.0, 1.25, 3.0, tuple(variants))
+        return Plan((8, 32), (20.0,), 2.0, 300, 1000, r, 5, 12_500, 50, 8, 10.0, 1.25, 3.0, tuple(variants))
     variants.append((f"rps = {2 * r:g} (2R), Retry-After", 2 * r, True))
-    return Plan((8, 16, 32), (20.0, 50.0), 6.0, 700, r, 5, 100_000, 50, 8, 10.0, 1.5, 5.0, tuple(variants))
+    # 80,000 accounts in pages of 50: 1,602 requests, 32 s at R = 50/s
+    return Plan((8, 16, 32), (20.0, 50.0), 6.0, 700, 2500, r, 5, 80_000, 50, 8, 10.0, 1.5, 5.0, tuple(variants))
 
 
 # --------------------------------------------------------------------------- processes
@@ -270,7 +276,7 @@ def parquet_rows(folder: Path) -> tuple[int, int | None]:
 
 # --------------------------------------------------------------------------- request-log analysis
 
-Event = list[Any]  # [arrived, ended, collection, status, retry_after, connection]
+Event = list[Any]  # [arrived, ended, collection, status, retry_after, connection, query]
 
 
 def peak_overlap(events: list[Event]) -> int:
@@ -354,10 +360,35 @@ def rate_figures(events: list[Event], rate: float, trace: list[dict[str, Any]]) 
         "throttled_per_second": thr_per_s,
         "second_half_ok_per_s": _spread(full_seconds),
         "pauses_over_100ms": _pauses(api, t0),
+        "attempts": attempt_figures(api),
         "retry_after": retry_after_figures(api, trace),
         "pacer": pacer_figures(trace, t0, mid, t1),
     }
     return out
+
+
+def attempt_figures(api: list[Event]) -> dict[str, Any]:
+    """429s each request met before it succeeded (a retry repeats its query string)."""
+    throttled: dict[str, int] = {}
+    succeeded: set[str] = set()
+    for e in api:  # in arrival order
+        query = e[6]
+        if query in succeeded:
+            continue
+        if e[3] == 200:
+            succeeded.add(query)
+        elif e[3] == 429:
+            throttled[query] = throttled.get(query, 0) + 1
+    done = [throttled.get(q, 0) for q in succeeded]
+    unfinished = [n for q, n in throttled.items() if q not in succeeded]
+    return {
+        "requests": len(succeeded) + len(unfinished),
+        "first_try": sum(1 for n in done if n == 0),
+        "max_429s_before_success": max(done, default=0),
+        "with_3_or_more_429s": sum(1 for n in done + unfinished if n >= 3),
+        "never_succeeded": len(unfinished),
+        "max_429s_never_succeeded": max(unfinished, default=0),
+    }
 
 
 def _spread(values: list[int]) -> dict[str, Any]:
@@ -381,16 +412,18 @@ def _pauses(api: list[Event], t0: float) -> dict[str, Any]:
 def retry_after_figures(api: list[Event], trace: list[dict[str, Any]]) -> dict[str, Any]:
     """For each 429 with ``Retry-After: N``: gaps to the next request, and requests sent too early.
 
-    Server side (the request log): gap from the 429's answer to the next request on the same TCP
-    connection (necessarily sent after the client read that 429) and on any connection (may have
-    been on its way already), and the requests that arrived more than ``RA_GRACE_S`` after a 429
-    and before its N seconds were over.
+    Server side (the request log): the gap from the 429's answer to the next request on the same TCP
+    connection (HTTP/1.1, no pipelining: necessarily sent after the client read that 429) and on any
+    connection (may have been on its way already); "too soon": 429s whose connection carried another
+    request before N seconds were over.
 
     Client side (the pacer trace, same clock): the pauses the exporter imposed on itself, merged
-    into episodes where they overlap (a burst of 429s). Requests arriving in the first
-    ``RA_GRACE_S`` of an episode were already on their way; any later one before the episode ends
-    was sent while the exporter had been told to wait ("early", with how early and whether the
-    episode's first pause alone was respected). "Late": the first request after an episode ended.
+    into episodes where they overlap (a burst of 429s). A request arriving more than
+    ``RA_PIPE_S`` after an episode began and before it ended was sent while the exporter knew it had
+    to wait ("early"), split into those in the episode's first ``RA_GRACE_S`` (it had passed the
+    pacer, or held a pacing slot, before the 429 came) and those after the episode's *first* pause
+    had run out (woke at the end of that pause; later 429s of the burst had extended it). "Late":
+    the first request after an episode, minus the episode's end.
     """
     told = [e for e in api if e[3] == 429 and e[4] is not None]
     if not told:
@@ -402,7 +435,6 @@ def retry_after_figures(api: list[Event], trace: list[dict[str, Any]]) -> dict[s
     for times in by_conn.values():
         times.sort()
     gaps_any, gaps_conn, excess_conn = [], [], []
-    early: set[float] = set()
     for e in told:
         t, wait = e[1], float(e[4])
         i = bisect.bisect_right(arrivals, t)
@@ -413,9 +445,6 @@ def retry_after_figures(api: list[Event], trace: list[dict[str, Any]]) -> dict[s
         if j < len(conn):
             gaps_conn.append(conn[j] - t)
             excess_conn.append(conn[j] - t - wait)
-        lo = bisect.bisect_right(arrivals, t + RA_GRACE_S)
-        hi = bisect.bisect_left(arrivals, t + wait - RA_TOLERANCE_S)
-        early.update(arrivals[lo:hi])
 
     episodes: list[list[float]] = []  # [start, end, end of the first pause alone]
     for x in sorted((x for x in trace if x["ev"] == "pause"), key=lambda x: x["t"]):
@@ -424,15 +453,16 @@ def retry_after_figures(api: list[Event], trace: list[dict[str, Any]]) -> dict[s
             episodes[-1][1] = max(episodes[-1][1], until)
         else:
             episodes.append([begin, until, until])
-    in_pipe, early_by, first_respected, late = 0, [], 0, []
+    in_pipe, early_by, early_start, early_end, late = 0, [], 0, 0, []
     for begin, until, first_until in episodes:
         a = bisect.bisect_right(arrivals, begin)
-        b = bisect.bisect_right(arrivals, begin + RA_GRACE_S)
+        b = bisect.bisect_right(arrivals, begin + RA_PIPE_S)
         c = bisect.bisect_left(arrivals, until - RA_TOLERANCE_S)
         in_pipe += max(0, min(b, c) - a)
         for arrived in arrivals[b:c]:
             early_by.append(until - arrived)
-            first_respected += arrived >= first_until
+            early_start += arrived < begin + RA_GRACE_S
+            early_end += arrived >= first_until
         if c < len(arrivals):
             late.append(arrivals[c] - until)
     return {
@@ -441,13 +471,14 @@ def retry_after_figures(api: list[Event], trace: list[dict[str, Any]]) -> dict[s
         "gap_same_connection_s": _stats(gaps_conn),
         "gap_any_connection_s": _stats(gaps_any),
         "gap_minus_told_same_connection_s": _stats(excess_conn),
-        "early_requests_server_side": len(early),
+        "too_soon_same_connection": sum(1 for x in excess_conn if x < -RA_TOLERANCE_S),
         "client_pause_episodes": len(episodes),
         "client_pause_s": round(sum(e[1] - e[0] for e in episodes), 2),
         "in_pipe_requests": in_pipe,
         "early_requests": len(early_by),
         "early_by_s": _stats(early_by),
-        "early_after_first_pause_ended": first_respected,
+        "early_right_after_pause_began": early_start,
+        "early_after_first_pause_ended": early_end,
         "first_request_after_pause_late_s": _stats(late),
     }
 
@@ -505,7 +536,8 @@ def fanout(plan: Plan, work: Path, log: Path, keep_dir: Path | None) -> list[dic
     since = until - timedelta(days=TE_HISTORY_DAYS)
     for latency in plan.latencies_ms:
         for c in plan.concurrencies:
-            users = max(plan.min_users, round(plan.fanout_seconds * c / (latency / 1000) / 2))  # ~2 accounts/user
+            ideal_accounts = plan.fanout_seconds * c / (latency / 1000)
+            users = min(plan.max_users, max(plan.min_users, round(ideal_accounts / 2)))  # ~2 accounts per user
             config = {"users": users, "positions_per_account": 3, "rate_limit_rps": 0, "latency_ms": latency}
             print(f"== fan-out C={c} L={latency:g} ms: TraderEvolution simulator, {users:,} users", flush=True)
             with SimProcess("traderevolution", config, log) as sim:
@@ -702,8 +734,9 @@ def markdown(report: dict[str, Any]) -> str:
             "Settled = 200 responses/s in the second half of the run. 429 share = 429 answers / all answers.",
             "",
             "| variant | run s | 200 | 429 | overall 200/s | settled 200/s | settled / R (>= 0.90) | 429 share (<= 2%) "
-            "| 429 share 2nd half | pacer rate 2nd half (min-mean-max) | cuts | pauses (s) | complete |",
-            "|:---|---:|---:|---:|---:|---:|---:|---:|---:|:---|---:|---:|:---:|",
+            "| 429 share 2nd half | pacer rate 2nd half (min-mean-max) | cuts | pauses (s) "
+            "| most 429s on one request | complete |",
+            "|:---|---:|---:|---:|---:|---:|---:|---:|---:|:---|---:|---:|---:|:---:|",
         ]
         for r in rates:
             st = r.get("statuses", {})
@@ -711,44 +744,50 @@ def markdown(report: dict[str, Any]) -> str:
             band = pacer.get("rate_second_half")
             band_text = f"{band['min']:g} - {band['mean']:g} - {band['max']:g}" if band else "unlimited"
             complete = "capped" if r["capped"] else yes(r["valid"])
+            att = r.get("attempts", {})
+            worst = f"{att.get('max_429s_before_success', 0)}"
+            if att.get("never_succeeded"):
+                worst += f" ({att['never_succeeded']} never succeeded, up to {att['max_429s_never_succeeded']})"
             lines.append(
                 f"| {r['variant']} | {r.get('run_s', 0):.1f} | {st.get('200', 0):,} | {st.get('429', 0):,} "
                 f"| {r.get('ok_rps_overall', 0):.1f} | {r.get('settled_rps', 0):.1f} "
                 f"| **{r.get('settled_ratio', 0):.2f}** {yes(r.get('settled_met', False))} "
                 f"| **{r.get('share_429', 0):.1%}** {yes(r.get('throttled_met', False))} "
                 f"| {r.get('share_429_second_half', 0):.1%} | {band_text} | {pacer.get('cuts', 0)} "
-                f"| {pacer.get('pauses', 0)} ({pacer.get('pause_s_total', 0):g}) | {complete} |"
+                f"| {pacer.get('pauses', 0)} ({pacer.get('pause_s_total', 0):g}) | {worst} | {complete} |"
             )
         lines.append("")
         told = [r for r in rates if r.get("retry_after", {}).get("count")]
         if told:
             lines += [
                 "Retry-After, server side: gap from each 429 carrying `Retry-After: N` to the next request on the "
-                "same TCP connection (surely sent after that 429 was read) and on any connection (may have been on "
-                "its way already).",
+                "same TCP connection (HTTP/1.1: surely sent after that 429 was read) and on any connection (may have "
+                "been on its way already); too soon = 429s whose connection carried another request before N.",
                 "",
                 "Client side: the exporter's pauses (pacer trace, same clock) merged into episodes (one per burst of "
-                f"429s). Requests in an episode's first {RA_GRACE_S * 1000:g} ms were already on their way (in pipe); "
-                "later ones before it ended were sent while told to wait (early; target 0). Late = first request "
-                "after an episode minus its end.",
+                f"429s). In pipe = arrived within {RA_PIPE_S * 1000:g} ms of the pause (already sent). Early = arrived "
+                "later but before the episode ended: sent while told to wait (target 0); split into those within "
+                f"{RA_GRACE_S * 1000:g} ms of the pause (had passed the pacer or held a slot before the 429) and those "
+                "after the episode's first pause ran out (later 429s had extended it). Late = first request after an "
+                "episode minus its end.",
                 "",
-                "| variant | 429s with RA | N | gap same conn min / median / max s | gap - N median s "
-                "| gap any conn min / median s | pause episodes (s) | in pipe | early (min / median / max s early) "
-                "| of which after the episode's first pause | late min / median / max s |",
-                "|:---|---:|:---|:---|---:|:---|---:|---:|:---|---:|:---|",
+                "| variant | 429s with RA | N | gap same conn min / median / max s | too soon | gap any conn min / "
+                "median s | pause episodes (s) | in pipe | early (min / median / max s before the end) "
+                "| early: first 50 ms / after first pause | late min / median / max s |",
+                "|:---|---:|:---|:---|---:|:---|---:|---:|:---|:---|:---|",
             ]
             for r in told:
                 ra = r["retry_after"]
                 g, a = ra["gap_same_connection_s"], ra["gap_any_connection_s"]
-                x, lt, eb = (ra["gap_minus_told_same_connection_s"], ra["first_request_after_pause_late_s"],
-                             ra["early_by_s"])
+                lt, eb = ra["first_request_after_pause_late_s"], ra["early_by_s"]
                 values = ", ".join(f"{k} s x{v}" for k, v in ra["values"].items())
                 lines.append(
                     f"| {r['variant']} | {ra['count']:,} | {values} | {g['min']} / {g['median']} / {g['max']} "
-                    f"| {x['median']} | {a['min']} / {a['median']} "
+                    f"| {ra['too_soon_same_connection']} | {a['min']} / {a['median']} "
                     f"| {ra['client_pause_episodes']} ({ra['client_pause_s']}) | {ra['in_pipe_requests']} "
                     f"| **{ra['early_requests']}** ({eb['min']} / {eb['median']} / {eb['max']}) "
-                    f"| {ra['early_after_first_pause_ended']} | {lt['min']} / {lt['median']} / {lt['max']} |"
+                    f"| {ra['early_right_after_pause_began']} / {ra['early_after_first_pause_ended']} "
+                    f"| {lt['min']} / {lt['median']} / {lt['max']} |"
                 )
             lines.append("")
         lines.append("200 responses per second (first 60 s):")

@@ -241,7 +241,8 @@ class HttpClient:
         """Send with retries; return ``decode(response)`` of the first good 2xx response."""
         policy = self.settings.retry
         started = time.monotonic()
-        attempt = 0
+        attempt = 0  # sends of this request
+        counted = 0  # the ones that count against max_attempts
         reauthenticated = False
         while True:
             attempt += 1
@@ -278,9 +279,12 @@ class HttpClient:
                 kind = type(exc).__name__
                 failure = HTTPError(f"{kind}: {exc}" if str(exc) else kind, transient=True)
                 self.stats.errors[kind] += 1
-            delay = self._retry_delay(path, failure, attempt)
+            # a 429 that says when to come back is obeyed, not counted: only the time budget applies
+            if not (failure.status == 429 and failure.retry_after):
+                counted += 1
+            delay = self._retry_delay(path, failure, max(1, counted))
             elapsed = time.monotonic() - started
-            if attempt >= policy.max_attempts or elapsed + delay > policy.max_elapsed:
+            if counted >= policy.max_attempts or elapsed + delay > policy.max_elapsed:
                 raise RetriesExhausted(
                     f"{method} {path} failed after {attempt} attempts in {elapsed:.1f}s; last error: {failure}"
                 ) from failure
@@ -310,7 +314,7 @@ class HttpClient:
                 retry_after = max(retry_after or 0.0, floor)
         if status == 429:
             self.stats.throttled += 1
-            self.pacer(path).on_throttled(told_to_wait=retry_after is not None)
+            self.pacer(path).on_throttled(told_to_wait=bool(retry_after))
         transient = status in TRANSIENT_STATUSES
         self.stats.errors[f"http_{status}"] += 1
         return HTTPError(

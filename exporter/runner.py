@@ -15,11 +15,10 @@ import contextlib
 import json
 import logging
 import os
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from .fsutil import fsync_dir, remove_tree, write_json_atomic
 from .http import HttpClient
 from .jobs import JobSpec
 from .progress import Reporter
-from .schema import Converted, PageConverter
+from .schema import Converted, PageConverter, encode_json
 from .sink import DatasetWriter, PartFile, WriterSettings, discard_unfinished, publish_partition
 from .sources import Connection, Source, Stream, registry
 from .walk import Page, failed_targets
@@ -130,17 +129,24 @@ class _DatasetSink:
         self.unknown.update(converted.unknown_fields)
         self.withheld.update(converted.withheld_fields)
         self.null_tokens.update(converted.null_tokens)
-        if converted.rejects:
+        columns = set(table.column_names)
+        for reject in converted.rejects:
+            # a projection without the failed column (balances for open_trades) lost nothing
+            if not columns & set(reject.problems):
+                continue
             if self._rejects_file is None:
                 self._rejects_file = open(self._rejects_path, "ab")  # noqa: SIM115 - kept open across pages
-            for reject in converted.rejects:
-                self.rejects.update(reject.problems)
-                self.rejected_rows += 1
-                line = {"fetched_at": page.fetched_at.isoformat(), "problems": reject.problems,
-                        "record": reject.record}
-                self._rejects_file.write(json.dumps(line, default=str).encode() + b"\n")
+            self.rejects.update(reject.problems.keys())
+            self.rejected_rows += 1
+            line = {"fetched_at": page.fetched_at.isoformat(), "problems": reject.problems, "record": reject.record}
+            self._rejects_file.write(encode_json(line) + b"\n")  # numbers exactly as served
 
-    def checkpoint(self) -> None:
+    def make_durable(self) -> dict[str, Any]:
+        """Close the open part file and fsync the rejects; return the state that is now true.
+
+        Runs in a writer thread; the caller applies the returned state to the checkpoint and saves
+        it together with the walk's progress, in one step, so the two never disagree on disk.
+        """
         self.writer.checkpoint()
         rejects_bytes = 0
         if self._rejects_file is not None:
@@ -148,7 +154,7 @@ class _DatasetSink:
             os.fsync(self._rejects_file.fileno())
         if self._rejects_path.exists():
             rejects_bytes = self._rejects_path.stat().st_size
-        self.state.update(
+        return dict(
             parts=[vars(p) for p in self.writer.parts],
             rejects_bytes=rejects_bytes,
             unknown_fields=dict(self.unknown),
@@ -158,18 +164,14 @@ class _DatasetSink:
             null_tokens=dict(self.null_tokens),
         )
 
-    def finish(self) -> list[PartFile]:
-        parts = self.writer.close()
-        if not parts:
-            # an empty dataset still gets one file, so readers see its schema
-            self.writer.write(self.writer.schema.empty_table())
-            self.writer._open_file()
-            self.writer._close_file()
-        self.checkpoint()
+    def finish(self) -> dict[str, Any]:
+        """The last part file (an empty one for an empty dataset, so readers see its schema)."""
+        self.writer.close(keep_empty=True)
+        state = self.make_durable()
         if self._rejects_file is not None:
             self._rejects_file.close()
             self._rejects_file = None
-        return list(self.writer.parts)
+        return state
 
     def abort(self) -> None:
         self.writer.abort()
@@ -194,7 +196,6 @@ class Run:
         self.sources: list[Source] = [registry()[s.kind](s) for s in job.sources]
         self._producers: list[asyncio.Task] = []
         self._stopping = False
-        self._save_lock = threading.Lock()
         self.checkpoint: Checkpoint | None = None
         # dataset key -> (folder, cursor key of an incremental stream, stream key)
         self._layout: dict[str, tuple[str, str | None, str]] = {}
@@ -222,6 +223,7 @@ class Run:
             remove_tree(self.staging_root)
         if path.exists():
             checkpoint = Checkpoint.load(path, job=self.job.name, fingerprint=fingerprint)
+            checkpoint.save()  # count this attempt even if it fails before its first checkpoint
             log.info("resuming run %s from its checkpoint (%s)", checkpoint.run_id, path)
             return checkpoint
         if mode == "require":
@@ -243,9 +245,9 @@ class Run:
         return checkpoint
 
     def _save(self) -> None:
+        """Only ever called from the event loop thread, which owns the checkpoint's contents."""
         assert self.checkpoint is not None
-        with self._save_lock:
-            self.checkpoint.save()
+        self.checkpoint.save()
 
     def _partition(self, root: Path, source: str, dataset: str) -> Path:
         """``<source>/<dataset>/snapshot_date=D``; incremental tables add ``run_id=R`` (a new
@@ -372,18 +374,17 @@ class Run:
             return converter.from_records(page.records or [])
 
         def write(page: Page, converted: Converted) -> None:
-            nonlocal since_checkpoint
             for sink, project in zip(own, stream.outputs.values(), strict=True):
                 sink.add(project(converted.table, page), converted, page)
-            pending.append(page.progress)
-            since_checkpoint += page.size
-            if since_checkpoint >= every:
-                durable()
 
-        def durable() -> None:
+        async def durable(step: Callable[[_DatasetSink], dict[str, Any]]) -> None:
+            """Part files closed (in a writer thread), then their list and the walk progress they
+            cover go into the checkpoint together, saved from the event loop: no other stream can
+            save one without the other in between."""
             nonlocal since_checkpoint
-            for sink in own:
-                sink.checkpoint()
+            states = await loop.run_in_executor(self._writer_pool, lambda: [step(sink) for sink in own])
+            for sink, state in zip(own, states, strict=True):
+                sink.state.update(state)
             for progress in pending:
                 merge_progress(stream_state["walk"], progress)
             pending.clear()
@@ -396,10 +397,15 @@ class Run:
         loop = asyncio.get_running_loop()
 
         async def write_oldest() -> None:
+            nonlocal since_checkpoint
             page, future = converting.popleft()
             converted = await future
             await loop.run_in_executor(self._writer_pool, write, page, converted)
+            pending.append(page.progress)
+            since_checkpoint += page.size
             self.reporter.advance(stream_key, page.size)
+            if since_checkpoint >= every:
+                await durable(_DatasetSink.make_durable)
 
         try:
             while True:
@@ -416,7 +422,7 @@ class Run:
                     await write_oldest()
             while converting:
                 await write_oldest()
-            await loop.run_in_executor(self._writer_pool, durable)
+            await durable(_DatasetSink.make_durable)
             if producer.cancelled():
                 return
             producer.result()  # re-raise a walk failure
@@ -428,7 +434,7 @@ class Run:
                     f"groups still failed after retries (e.g. {sample}). Nothing was published; rerun to "
                     "fetch only those (finished ones are checkpointed)"
                 )
-            await asyncio.to_thread(_finish_all, own)
+            await durable(_DatasetSink.finish)
             stream_state["done"] = True
             self._save()
         except BaseException:
@@ -520,11 +526,6 @@ def next_cursor(staged: Path, key: str, folder: Path, walk: dict[str, Any]) -> d
             open_ids.update(still_open.to_pylist())
     last_id = max((c for c in candidates if c is not None), default=None)
     return {"key": key, "last_id": last_id, "open_ids": sorted(open_ids)}
-
-
-def _finish_all(sinks: list[_DatasetSink]) -> None:
-    for sink in sinks:
-        sink.finish()
 
 
 def build_manifest(

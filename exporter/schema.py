@@ -136,6 +136,11 @@ class Converted:
     fast_path: bool = True
 
 
+def encode_json(value: Any) -> bytes:
+    """JSON with ``Decimal`` written as a number, exactly as the API served it."""
+    return _json_encoder.encode(value)
+
+
 def is_secret_field(name: str) -> bool:
     return bool(SECRET_PATTERN.search(name))
 
@@ -279,7 +284,7 @@ class PageConverter:
             for record in records:
                 present = isinstance(record, dict) and key in record
                 value = record.get(key) if present else None
-                column.append(None if value is None else _json_encoder.encode(value).decode())
+                column.append(None if value is None else encode_json(value).decode())
                 if present:
                     result.unknown_fields[key] += 1
             out[key] = column

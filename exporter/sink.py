@@ -164,8 +164,12 @@ class DatasetWriter:
         self._flush_buffer()
         self._close_file()
 
-    def close(self) -> list[PartFile]:
+    def close(self, *, keep_empty: bool = False) -> list[PartFile]:
+        """Flush and close; ``keep_empty`` writes a row-less file if nothing was written at all."""
         self.checkpoint()
+        if keep_empty and not self.parts:
+            self._open_file()
+            self._close_file()
         return list(self.parts)
 
     def abort(self) -> None:

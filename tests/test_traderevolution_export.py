@@ -146,7 +146,9 @@ def test_faults_give_the_same_rows_and_concurrency_stays_bounded(clean, tmp_path
         latency_ms=2,
     )
     with te_simulator(config) as (url, simulator):
-        result = run(te_job(concurrency=5, max_attempts=30, block_wait_seconds=0.05), tmp_path, te_env(url))
+        # a ceiling, so that the injected 429s (which look like a real limit) cannot slow it below 100/s
+        job = te_job(concurrency=5, max_attempts=30, block_wait_seconds=0.05, rps=400)
+        result = run(job, tmp_path, te_env(url))
         state = simulator.state()
     assert state["faults_injected"] > 50
     assert 2 <= state["peak_in_flight"] <= 5  # bounded by the job's concurrency, and actually concurrent
