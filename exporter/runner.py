@@ -37,7 +37,7 @@ from .progress import Reporter
 from .schema import Converted, PageConverter, encode_json
 from .sink import DatasetWriter, PartFile, WriterSettings, discard_unfinished, publish_partition
 from .sources import Connection, Source, Stream, registry
-from .walk import Page, failed_targets
+from .walk import Page, combine, failed_targets
 
 log = logging.getLogger("exporter.run")
 
@@ -53,6 +53,7 @@ class RunOptions:
     queue_pages: int = 8
     convert_threads: int = 2  # pages converted at once (Arrow's JSON reader releases the GIL)
     convert_ahead: int = 3  # pages converting while the oldest one is written
+    batch_rows: int = 1000  # small pages waiting in the queue are combined up to this many rows
     checkpoint_rows: int | None = None  # default: the job's rows_per_file
     row_group_rows: int = 32_000
     now: datetime | None = None
@@ -416,9 +417,15 @@ class Run:
                 if getter not in done:
                     getter.cancel()
                     continue
-                page = getter.result()
-                converting.append((page, loop.run_in_executor(self._convert_pool, convert, page)))
-                if len(converting) >= self.options.convert_ahead:
+                batch = [getter.result()]
+                # take what else is waiting, up to a page's worth of rows: small fan-out pages
+                # would otherwise cost a conversion and a write each
+                while not queue.empty() and sum(p.size for p in batch) < self.options.batch_rows:
+                    batch.append(queue.get_nowait())
+                for group in _same_kind_runs(batch):
+                    page = combine(group)
+                    converting.append((page, loop.run_in_executor(self._convert_pool, convert, page)))
+                while len(converting) >= self.options.convert_ahead:
                     await write_oldest()
             while converting:
                 await write_oldest()
@@ -490,6 +497,17 @@ class Run:
             publish_partition(self._partition(staging, result.source, result.dataset), result.path)
         fsync_dir(self.output)
         return out
+
+
+def _same_kind_runs(pages: list[Page]) -> list[list[Page]]:
+    """Consecutive pages that carry the same kind of payload (raw objects or records)."""
+    runs: list[list[Page]] = []
+    for page in pages:
+        if runs and (runs[-1][0].objects is None) == (page.objects is None):
+            runs[-1].append(page)
+        else:
+            runs.append([page])
+    return runs
 
 
 CURSOR_FILE = "_cursor.json"
