@@ -31,7 +31,7 @@ from ..http import ClientSettings, HttpClient, Response
 from ..jobs import Option, SourceSpec
 from ..schema import Column, RecordSchema, sanitize_column_names
 from ..walk import OffsetLists, Page, Target
-from . import Connection, Stream, client_settings, identity, snapshot_time, with_snapshot_time
+from . import Connection, Stream, client_settings, constant, identity, snapshot_time, with_snapshot_time
 from .tradesync import BALANCE_COLUMNS, EQUITY_COLUMNS
 
 ENV_URL, ENV_LOGIN, ENV_PASSWORD = "TRADEREVOLUTION_BASE_URL", "TRADEREVOLUTION_LOGIN", "TRADEREVOLUTION_PASSWORD"
@@ -392,7 +392,7 @@ def _statement_projection(canonical: tuple[str, ...], raw_names: list[str]) -> C
 
     def project(table: pa.Table, page: Page) -> pa.Table:
         n = table.num_rows
-        arrays = [snapshot_time(table, page), pa.array(["traderevolution"] * n, pa.string())]
+        arrays = [snapshot_time(table, page), constant("traderevolution", table)]
         names = ["snapshot_at", "source"]
         for name in ("account_id", *canonical):
             source = CANONICAL_FROM_STATEMENT.get(name)

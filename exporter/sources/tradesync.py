@@ -23,7 +23,7 @@ from ..http import ClientSettings, HttpClient, Response
 from ..jobs import Option, SourceSpec
 from ..schema import RecordSchema, columns
 from ..walk import IdBatches, IncrementalCollection, KeysetCollection, KeysetPage, Page
-from . import Connection, Stream, client_settings, identity, snapshot_time, with_snapshot_time
+from . import Connection, Stream, client_settings, constant, identity, snapshot_time, with_snapshot_time
 
 DEFAULT_BASE_URL = "https://api.tradesync.com"
 ENV_KEY, ENV_SECRET, ENV_URL = "TRADESYNC_API_KEY", "TRADESYNC_API_SECRET", "TRADESYNC_BASE_URL"
@@ -65,7 +65,7 @@ def canonical_projection(names: tuple[str, ...], source: str):
     """``snapshot_at, source, account_id, <names>`` from an accounts table: the cross-source shape."""
 
     def project(table: pa.Table, page: Page) -> pa.Table:
-        head = [snapshot_time(table, page), pa.array([source] * table.num_rows, pa.string())]
+        head = [snapshot_time(table, page), constant(source, table)]
         arrays = [*head, table.column("id"), *(table.column(n) for n in names)]
         return pa.Table.from_arrays(arrays, names=["snapshot_at", "source", "account_id", *names])
 
