@@ -276,6 +276,9 @@ class Run:
                 for source in self.sources:
                     group.create_task(self._run_source(source, staging, sinks, results))
         except BaseExceptionGroup as group_error:
+            # cancelled streams may still have a write running in a worker thread: let those
+            # finish before the writers are closed under them
+            self._writer_pool.shutdown(wait=True, cancel_futures=True)
             for sink in sinks.values():
                 sink.abort()
             raise _first_error(group_error) from None
