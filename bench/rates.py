@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from common import exporter_bin, free_port, tail
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -187,27 +188,10 @@ class SimProcess:
         self.post("/_bench/clear")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
-def exporter_bin() -> str:
-    beside = Path(sys.executable).with_name("exporter")
-    found = str(beside) if beside.exists() else shutil.which("exporter")
-    if not found:
-        raise SystemExit("the `exporter` command was not found; run with the project's venv python")
-    return found
 
 
 def run_exporter(cmd: list[str], env: dict[str, str], work: Path, cap_s: float) -> dict[str, Any]:

@@ -32,7 +32,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from common import exporter_bin, free_port, tail
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -147,28 +147,13 @@ class Simulator:
             return json.loads(response.read())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 # --------------------------------------------------------------------------- one contender
 
 
-def exporter_bin() -> str:
-    beside = Path(sys.executable).with_name("exporter")
-    found = str(beside) if beside.exists() else shutil.which("exporter")
-    if not found:
-        raise SystemExit("the `exporter` command was not found; run with the project's venv python")
-    return found
 
 
 def run_contender(c: Contender, sim: Simulator, size: int, work: Path) -> Run:

@@ -1,0 +1,29 @@
+"""Helpers shared by the benchmark scripts (run as ``python bench/<script>.py``, so importable)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def exporter_bin() -> str:
+    beside = Path(sys.executable).with_name("exporter")
+    found = str(beside) if beside.exists() else shutil.which("exporter")
+    if not found:
+        raise SystemExit("the `exporter` command was not found; run with the project's venv python")
+    return found
