@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from . import __version__
 from .checkpoint import FILE_NAME, Checkpoint, merge_progress
-from .errors import ExporterError, IncompleteRun, Interrupted
+from .errors import CheckpointError, ExporterError, IncompleteRun, Interrupted
 from .fsutil import fsync_dir, remove_tree, write_json_atomic
 from .http import HttpClient
 from .jobs import JobSpec
@@ -228,7 +228,7 @@ class Run:
             log.info("resuming run %s from its checkpoint (%s)", checkpoint.run_id, path)
             return checkpoint
         if mode == "require":
-            raise ExporterError(f"--resume: no checkpoint for job {self.job.name!r} under {self.staging_root}")
+            raise CheckpointError(f"--resume: no checkpoint for job {self.job.name!r} under {self.staging_root}")
         if self.staging_root.exists():
             remove_tree(self.staging_root)  # leftovers without a checkpoint hold nothing resumable
         now = self.options.now or datetime.now(UTC)
@@ -289,6 +289,8 @@ class Run:
         finished = datetime.now(UTC)
         datasets = self._publish(staging, sinks, results, finished)
         remove_tree(self.staging_root)
+        with contextlib.suppress(OSError):
+            self.staging_root.parent.rmdir()  # OUTPUT/_staging, if no other job is staging
         self.reporter.close()
         return RunResult(
             run_id=self.checkpoint.run_id,
@@ -319,7 +321,7 @@ class Run:
                 on_response=source.on_response,
             )
             async with client:
-                streams = source.streams(schema_drift=self.job.schema_drift)
+                streams = source.streams()
                 async with asyncio.TaskGroup() as group:
                     for stream in streams:
                         group.create_task(self._run_stream(source, stream, client, staging, sinks))

@@ -520,7 +520,7 @@ class TraderEvolutionSource:
                 self._report_ids[name] = matches[0]["id"]
             return self._report_ids[name]
 
-    def streams(self, *, schema_drift: str) -> list[Stream]:
+    def streams(self) -> list[Stream]:
         chosen = set(self.spec.datasets)
         size = self.spec.page_size
         out: list[Stream] = []

@@ -200,7 +200,7 @@ class TradesyncSource:
     def client_settings(self, connection: Connection) -> ClientSettings:
         return client_settings(self.spec, connection)
 
-    def streams(self, *, schema_drift: str) -> list[Stream]:
+    def streams(self) -> list[Stream]:
         chosen = set(self.spec.datasets)
         walkers = int(self.spec.options.get("parallel_walks", 0))
         out: list[Stream] = []
