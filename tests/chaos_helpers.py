@@ -9,6 +9,10 @@ Run as a script this module *is* the exporter command line, with one kill point 
                  open ``part-*.parquet.inprogress`` file and before its footer: a torn part file.
 ``checkpoint:K`` SIGKILL in the middle of writing the K-th checkpoint: half of the new
                  ``.checkpoint.json.tmp`` is on disk, ``checkpoint.json`` is not yet replaced.
+``race:K``       at the accounts stream's K-th checkpoint, once its part files are closed (the last
+                 of its datasets, ``equity``, done) and before the checkpoint records them with the
+                 walk progress they cover, wait for another stream to save the checkpoint, then
+                 SIGKILL: an interleaving that thread scheduling can produce on its own, made certain.
 
 The process kills itself with a real SIGKILL, so the kill lands exactly mid-write instead of
 whenever a poller happens to look. Nothing else about the exporter changes.
@@ -87,6 +91,28 @@ def logged_simulator(config: Any) -> Iterator[tuple[str, Any, RequestLog]]:
 
     with run_simulator_in_thread(make_app) as base_url:
         yield base_url, simulator, log
+
+
+def served_records(base_url: str, path: str) -> list[dict[str, Any]]:
+    """Every record of a Tradesync collection exactly as served: numbers parsed from their JSON
+    text (``Decimal`` keeps the digits, so ``str(value)`` is that text), ``password`` included."""
+    import base64
+    import urllib.request
+    from decimal import Decimal
+
+    token = base64.b64encode(f"{SIM_CREDENTIALS['TRADESYNC_API_KEY']}:{SIM_CREDENTIALS['TRADESYNC_API_SECRET']}"
+                             .encode()).decode()
+    records: list[dict[str, Any]] = []
+    last_id = None
+    while True:
+        query = "order=asc&limit=1000" + (f"&last_id={last_id}" if last_id is not None else "")
+        request = urllib.request.Request(f"{base_url}{path}?{query}", headers={"Authorization": f"Basic {token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            page = json.loads(response.read(), parse_float=Decimal)["data"]
+        records += page
+        if len(page) < 1000:
+            return records
+        last_id = page[-1]["id"]
 
 
 # --------------------------------------------------------------------------- jobs and processes
@@ -259,11 +285,41 @@ def _arm_checkpoint_kill(k: int) -> None:
     fsutil.open = open_  # type: ignore[attr-defined]  # module global shadows the builtin for fsutil only
 
 
+def _arm_race_kill(k: int) -> None:
+    from exporter import runner
+    from exporter.checkpoint import Checkpoint
+
+    original_make_durable = runner._DatasetSink.make_durable
+    original_save = Checkpoint.save
+    saved_by_another_thread = threading.Event()
+    waiting: dict[str, int] = {}
+    calls = 0
+
+    def save(self: Any) -> None:
+        original_save(self)
+        if "thread" in waiting and threading.get_ident() != waiting["thread"]:
+            saved_by_another_thread.set()
+
+    def make_durable(self: Any) -> dict[str, Any]:
+        nonlocal calls
+        state = original_make_durable(self)
+        if self.key == "tradesync/equity":
+            calls += 1
+            if calls == k:
+                waiting["thread"] = threading.get_ident()
+                if saved_by_another_thread.wait(timeout=60):
+                    _die()
+        return state
+
+    runner._DatasetSink.make_durable = make_durable  # type: ignore[method-assign]
+    Checkpoint.save = save  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> None:
     spec, separator, *args = argv
-    assert separator == "--", "usage: chaos_helpers.py write:K|checkpoint:K -- <exporter args>"
+    assert separator == "--", "usage: chaos_helpers.py write:K|checkpoint:K|race:K -- <exporter args>"
     kind, _, count = spec.partition(":")
-    {"write": _arm_write_kill, "checkpoint": _arm_checkpoint_kill}[kind](int(count))
+    {"write": _arm_write_kill, "checkpoint": _arm_checkpoint_kill, "race": _arm_race_kill}[kind](int(count))
     from exporter.cli import main as cli_main
 
     cli_main(args, prog_name="exporter")

@@ -1,0 +1,241 @@
+"""Schema drift over real loopback HTTP: the simulator changes the accounts of the upper half of the
+id range (a field appears halfway through the collection, a field turns null, an integer field gets
+decimals, a decimal field gets "N/A"); ``schema_drift = "evolve"`` and ``"strict"`` behave as documented.
+
+One walker (``parallel_walks = 1``) fetches the ids in order, so the drift appears halfway through
+the write order too, and ``rows_per_file = 1000`` gives several part files on each side of it.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from exporter.cli import execute
+from exporter.errors import SchemaDriftError
+from exporter.sandbox.tradesync import TradesyncSimConfig, tradesync_simulator
+from exporter.sources.tradesync import ACCOUNT
+
+from .chaos_helpers import error_lines, manifest, partition, published_files, served_records
+from .helpers import expected_value, make_job, run, tradesync_env
+
+ACCOUNTS = 4000
+DRIFTED_FROM = ACCOUNTS // 2  # the simulator drifts accounts from this index (in id order) on
+SETTINGS = {"concurrency": 4, "page_size": 250, "parallel_walks": 1, "datasets": ["accounts", "balances", "equity"]}
+BAD_VALUES = {"int_gets_decimals": ("open_trades", "int"), "decimal_na": ("balance", "decimal")}
+
+
+def sim_config(drift: str | None) -> TradesyncSimConfig:
+    return TradesyncSimConfig(accounts=ACCOUNTS, trades_per_account=0, rate_limit_rps=0, drift=drift)
+
+
+def drift_job(schema_drift: str = "evolve") -> Any:
+    return make_job({"tradesync": SETTINGS}, name="drift", rows_per_file=1000, schema_drift=schema_drift)
+
+
+class Export:
+    """One evolve export of a drifted simulator, with what the simulator served and expects."""
+
+    def __init__(self, drift: str, output: Path) -> None:
+        self.drift = drift
+        self.output = output
+        with tradesync_simulator(sim_config(drift)) as (url, simulator):
+            self.result = run(drift_job(), output, tradesync_env(url))
+            self.served = served_records(url, "/accounts")
+            self.expected = list(simulator.expected_accounts())
+        self.drifted_ids = {e["id"] for e in self.expected[DRIFTED_FROM:]}
+        self.served_by_id = {r["id"]: r for r in self.served}
+
+    @property
+    def accounts_dir(self) -> Path:
+        return partition(self.output, "accounts")
+
+    def files(self) -> list[Path]:
+        return sorted(self.accounts_dir.glob("part-*.parquet"))
+
+    def accounts(self) -> pa.Table:
+        """The accounts partition as one table, the way a user reads files of differing schemas."""
+        schema = pa.unify_schemas([pq.read_schema(f) for f in self.files()])
+        return ds.dataset(self.accounts_dir, format="parquet", schema=schema).to_table()
+
+    def rejects(self, dataset: str = "accounts") -> list[dict[str, Any]]:
+        path = partition(self.output, dataset) / "_rejects.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory):
+    cache: dict[str, Export] = {}
+
+    def get(drift: str) -> Export:
+        if drift not in cache:
+            cache[drift] = Export(drift, tmp_path_factory.mktemp(drift))
+        return cache[drift]
+
+    return get
+
+
+def assert_exact_except(rows: list[dict[str, Any]], expected: list[dict[str, Any]], skip: str) -> None:
+    """Every column of every row equals what the simulator serves, except column ``skip``."""
+    schema = ACCOUNT.arrow_schema()
+    assert [r["id"] for r in rows] == [e["id"] for e in expected]
+    for row, exp in zip(rows, expected, strict=True):
+        for f in schema:
+            if f.name != skip:
+                assert row[f.name] == expected_value(exp.get(f.name), f.type), (exp["id"], f.name)
+
+
+# --------------------------------------------------------------------------- a field appears
+
+
+def test_new_field_becomes_a_string_column_from_the_file_where_it_appears(exports) -> None:
+    export = exports("new_field")
+    files = export.files()
+    with_column = ["risk_score" in pq.read_schema(f).names for f in files]
+    # files without the column, then only files with it (the first page that brings the field closes
+    # the file being written), several part files in all
+    first = with_column.index(True)
+    assert first >= 1 and not any(with_column[:first]) and all(with_column[first:]), with_column
+    assert len(files) - first >= 2 and len(files) >= 4
+    for path, has in zip(files, with_column, strict=True):
+        table = pq.read_table(path)
+        ids = set(table.column("id").to_pylist())
+        if not has:
+            assert not ids & export.drifted_ids, f"{path.name} holds drifted rows but no risk_score column"
+            continue
+        assert table.schema.field("risk_score").type == pa.string()
+        for row_id, value in zip(table.column("id").to_pylist(), table.column("risk_score").to_pylist(), strict=True):
+            served = export.served_by_id[row_id]
+            assert value == (str(served["risk_score"]) if "risk_score" in served else None), row_id
+
+    # one table for a user: pyarrow over the unified file schemas, and DuckDB by column name
+    table = export.accounts()
+    assert table.num_rows == ACCOUNTS
+    got = dict(zip(table.column("id").to_pylist(), table.column("risk_score").to_pylist(), strict=True))
+    want = {i: (str(r["risk_score"]) if "risk_score" in r else None) for i, r in export.served_by_id.items()}
+    assert got == want
+    assert sum(v is not None for v in got.values()) == ACCOUNTS - DRIFTED_FROM
+    glob = str(export.output / "tradesync" / "accounts" / "**" / "*.parquet")
+    rows = duckdb.sql(
+        f"SELECT id, risk_score FROM read_parquet('{glob}', hive_partitioning=true, union_by_name=true)"
+    ).fetchall()
+    assert dict(rows) == want
+
+    rows = sorted(table.select(ACCOUNT.arrow_schema().names).to_pylist(), key=lambda r: r["id"])
+    assert_exact_except(rows, export.expected, skip="")
+    meta = manifest(export.output, "accounts")["datasets"]["accounts"]
+    assert meta["unknown_fields"] == {"risk_score": ACCOUNTS - DRIFTED_FROM}
+    assert {"name": "risk_score", "type": "string"} in meta["schema"]
+    assert meta["rejected_rows"] == 0
+
+
+def test_strict_mode_fails_on_the_new_field_and_keeps_the_previous_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = drift_job("strict")
+    with tradesync_simulator(sim_config(None)) as (url, _):
+        run(job, tmp_path, tradesync_env(url))  # the previous snapshot, before the API changed
+    before = published_files(tmp_path)
+    assert before
+    with tradesync_simulator(sim_config("new_field")) as (url, _):
+        with pytest.raises(SchemaDriftError, match="risk_score"):
+            run(job, tmp_path, tradesync_env(url))
+        assert published_files(tmp_path) == before
+        # the command line says so in one line and exits 1
+        for name, value in tradesync_env(url).items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(SystemExit) as exit_info:
+            execute(job, tmp_path, "auto", "text")
+    assert exit_info.value.code == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "risk_score" in lines[0] and "strict" in lines[0], lines
+    assert published_files(tmp_path) == before
+
+
+# --------------------------------------------------------------------------- a field turns null
+
+
+def test_a_field_turning_null_gives_nulls_and_no_rejects(exports) -> None:
+    export = exports("null_field")
+    table = export.accounts()
+    assert table.schema.field("leverage").type == pa.int64()
+    rows = sorted(table.to_pylist(), key=lambda r: r["id"])
+    for row in rows:
+        assert (row["leverage"] is None) == (row["id"] in export.drifted_ids), row["id"]
+    assert_exact_except(rows, export.expected, skip="")  # the simulator expects None there too
+    for dataset in ("accounts", "balances", "equity"):
+        assert not (partition(export.output, dataset) / "_rejects.jsonl").exists()
+        meta = manifest(export.output, dataset)["datasets"][dataset]
+        assert meta["rejected_rows"] == 0 and meta["rejects_by_column"] == {} and meta["unknown_fields"] == {}
+
+
+# --------------------------------------------------------------------------- unconvertible values
+
+
+@pytest.mark.parametrize("drift", sorted(BAD_VALUES))
+def test_unconvertible_values_become_null_and_their_records_are_kept_whole(exports, drift: str) -> None:
+    export = exports(drift)
+    column, kind = BAD_VALUES[drift]
+    rows = sorted(export.accounts().to_pylist(), key=lambda r: r["id"])
+    for row in rows:
+        assert (row[column] is None) == (row["id"] in export.drifted_ids), row["id"]
+    assert_exact_except(rows, export.expected, skip=column)
+
+    rejects = export.rejects()
+    assert sorted(r["record"]["id"] for r in rejects) == sorted(export.drifted_ids)  # each once
+    for reject in rejects:
+        served = export.served_by_id[reject["record"]["id"]]
+        bad = served[column]
+        assert list(reject["problems"]) == [column]
+        reason = reject["problems"][column]
+        assert reason.startswith(f"{kind}:") and str(bad) in reason, reason
+        assert set(reject["record"]) == set(served) - {"password"}  # whole, less the credential
+        assert str(reject["record"][column]) == str(bad)
+        assert reject["fetched_at"]
+    lines = (export.accounts_dir / "_rejects.jsonl").read_text().splitlines()
+    assert not any("password" in line for line in lines)
+    for line, reject in zip(lines, rejects, strict=True):  # a line holds one record: its own password
+        assert export.served_by_id[reject["record"]["id"]]["password"] not in line
+    meta = manifest(export.output, "accounts")["datasets"]["accounts"]
+    assert meta["rejected_rows"] == len(export.drifted_ids)
+    if drift == "decimal_na":  # the balances table carries the same column
+        balances = {r["account_id"]: r["balance"] for r in
+                    ds.dataset(partition(export.output, "balances"), format="parquet").to_table().to_pylist()}
+        assert {i for i, b in balances.items() if b is None} == export.drifted_ids
+
+
+@pytest.mark.parametrize("drift", sorted(BAD_VALUES))
+def test_manifest_counts_rejects_per_column(exports, drift: str) -> None:
+    export = exports(drift)
+    column, _ = BAD_VALUES[drift]
+    meta = manifest(export.output, "accounts")["datasets"]["accounts"]
+    assert meta["rejects_by_column"] == {column: len(export.drifted_ids)}
+
+
+@pytest.mark.parametrize("drift", sorted(BAD_VALUES))
+def test_rejected_records_keep_the_served_json_values(exports, drift: str) -> None:
+    export = exports(drift)
+    path = export.accounts_dir / "_rejects.jsonl"
+    for line in path.read_text().splitlines():
+        record = json.loads(line, parse_float=Decimal)["record"]
+        served = {k: v for k, v in export.served_by_id[record["id"]].items() if k != "password"}
+        assert record == served, record["id"]
+
+
+@pytest.mark.parametrize(("drift", "dataset"), [("int_gets_decimals", "balances"), ("decimal_na", "equity")])
+def test_a_table_without_the_rejected_column_reports_no_rejects(exports, drift: str, dataset: str) -> None:
+    export = exports(drift)
+    column, _ = BAD_VALUES[drift]
+    table = ds.dataset(partition(export.output, dataset), format="parquet").to_table()
+    assert column not in table.column_names and table.num_rows == ACCOUNTS
+    meta = manifest(export.output, dataset)["datasets"][dataset]
+    assert meta["rejected_rows"] == 0
+    assert not (partition(export.output, dataset) / "_rejects.jsonl").exists()
