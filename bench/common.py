@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,3 +28,14 @@ def exporter_bin() -> str:
     if not found:
         raise SystemExit("the `exporter` command was not found; run with the project's venv python")
     return found
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """Terminate a helper process, killing it if it does not exit within 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

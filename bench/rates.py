@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from common import exporter_bin, free_port, tail
+from common import exporter_bin, free_port, stop, tail
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -157,13 +157,7 @@ class SimProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop(self._proc)
 
     def cpu_s(self) -> float | None:
         """CPU seconds the simulator process has used so far (Linux ``/proc``), None elsewhere."""
