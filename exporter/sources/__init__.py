@@ -48,7 +48,7 @@ class Connection:
     """Where and as whom to connect; built from the environment or a sandbox."""
 
     base_url: str
-    credentials: dict[str, str] = field(default_factory=dict)
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)  # never in a log line
     verify_tls: bool = True
     ca_bundle: str | None = None
 
