@@ -424,7 +424,9 @@ class TraderEvolutionSource:
         "until": Option(str, "", "history end, ISO date or datetime (default: now)"),
         "since_days": Option(int, 90, "history length when 'since' is not set", minimum=1),
         "window_days": Option(int, 7, "date window of one report/operations request", minimum=1),
-        "operations_window_days": Option(int, 31, "date window of one account's operations request", minimum=1),
+        # one window per account by default: the fan-out costs a request per account and window,
+        # and the per-collection pace (1.6/s) makes every extra window minutes on a real server
+        "operations_window_days": Option(int, 92, "date window of one account's operations request", minimum=1),
         "report_datetime_format": Option(str, "dd.MM.yyyy HH:mm:ss", "how this server formats report times"),
         "block_wait_seconds": Option((int, float), 12.0, "pause after a token block (429 2.147.1.27)", minimum=0),
         "verify_tls": Option(bool, True, "false accepts self-signed certificates (demo servers only)"),
@@ -592,7 +594,7 @@ class TraderEvolutionSource:
             offset += len(page)
             if len(page) < self.spec.page_size:
                 break
-        windows = date_windows(self._since(), self._until(), int(self.options.get("operations_window_days", 31)))
+        windows = date_windows(self._since(), self._until(), int(self.options.get("operations_window_days", 92)))
         return [
             Target(
                 f"{account}:{a}",
