@@ -87,7 +87,6 @@ class RecordSchema:
 
     name: str
     columns: tuple[Column, ...]
-    id_field: str | None = "id"
     secret_fields: frozenset[str] = frozenset()
 
     def arrow_schema(self) -> pa.Schema:
@@ -133,7 +132,6 @@ class Converted:
     withheld_fields: set[str] = field(default_factory=set)
     rejects: list[Reject] = field(default_factory=list)
     null_tokens: Counter = field(default_factory=Counter)
-    fast_path: bool = True
 
 
 def encode_json(value: Any) -> bytes:
@@ -219,7 +217,7 @@ class PageConverter:
     # -- careful route ----------------------------------------------------------------------
     def from_records(self, records: Sequence[dict[str, Any]]) -> Converted:
         """Value-by-value conversion: bad values become null and their record a :class:`Reject`."""
-        result = Converted(self._target.empty_table(), fast_path=False)
+        result = Converted(self._target.empty_table())
         rejected_rows: dict[int, Reject] = {}
         arrays: list[pa.Array] = []
         for column in self.schema.columns:

@@ -214,7 +214,7 @@ def report_schema(name: str, kinds: dict[str, str], time_format: str) -> RecordS
         Column(sane, kind, fmt=time_format if kind == "timestamp" else None)
         for sane, kind in zip(names, kinds.values(), strict=True)
     )
-    return RecordSchema(name, cols, id_field=None)
+    return RecordSchema(name, cols)
 
 
 class _Tokens(msgspec.Struct):
