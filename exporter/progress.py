@@ -12,7 +12,6 @@ log = logging.getLogger("exporter.progress")
 
 @dataclass
 class _StreamProgress:
-    datasets: list[str]
     pages: int = 0
     rows: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -46,9 +45,9 @@ class Reporter:
             )
             self._live.start()
 
-    def add_stream(self, key: str, datasets: list[str]) -> None:
+    def add_stream(self, key: str) -> None:
         with self._lock:
-            self.streams[key] = _StreamProgress(datasets)
+            self.streams[key] = _StreamProgress()
             if self._live is not None:
                 self._tasks[key] = self._live.add_task(key, total=None, pages=0, rate=0.0)
 

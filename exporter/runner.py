@@ -100,9 +100,7 @@ class _DatasetSink:
         self.state = state
         parts = [PartFile(**p) for p in state.setdefault("parts", [])]
         self._prune(directory, parts, state.get("rejects_bytes", 0))
-        self.writer = DatasetWriter(directory, schema, settings, first_part=_next_part(parts))
-        self.writer.parts = parts
-        self.writer.rows = sum(p.rows for p in parts)
+        self.writer = DatasetWriter(directory, schema, settings, parts=parts)
         self.unknown = Counter(state.get("unknown_fields", {}))
         self.withheld = set(state.get("withheld_fields", []))
         self.rejects = Counter(state.get("rejects", {}))
@@ -179,11 +177,6 @@ class _DatasetSink:
         if self._rejects_file is not None:
             self._rejects_file.close()
             self._rejects_file = None
-
-
-def _next_part(parts: list[PartFile]) -> int:
-    numbers = [int(p.name.split("-")[1].split(".")[0]) for p in parts]
-    return max(numbers) + 1 if numbers else 0
 
 
 class Run:
@@ -355,7 +348,7 @@ class Run:
             base = stream.outputs[dataset](stream.schema.arrow_schema().empty_table(), Page(stream.name)).schema
             sinks[key] = _DatasetSink(key, directory, state, settings, base)
             own.append(sinks[key])
-        self.reporter.add_stream(stream_key, [f"{source.kind}/{d}" for d in stream.outputs])
+        self.reporter.add_stream(stream_key)
         if stream_state["done"]:
             return
         if stream.incremental and "seeded" not in stream_state:

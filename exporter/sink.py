@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +47,9 @@ class DatasetWriter:
     """Streams tables of one dataset into Parquet part files, in bounded memory.
 
     Tables are buffered until a row group is full, written as one row group, and the file is
-    closed (fsynced, renamed from ``*.inprogress``) when it reaches ``rows_per_file``; each closed
-    file is reported to ``on_part`` so the runner can checkpoint it. A table that brings a new
+    closed (fsynced, renamed from ``*.inprogress``) when it reaches ``rows_per_file`` or at a
+    checkpoint. ``parts`` are the files a resumed run already has; numbering continues after them.
+    A table that brings a new
     column (schema drift, evolve mode) closes the current file: the next one has the wider schema.
     """
 
@@ -59,21 +59,19 @@ class DatasetWriter:
         schema: pa.Schema,
         settings: WriterSettings,
         *,
-        first_part: int = 0,
-        on_part: Callable[[PartFile], None] | None = None,
+        parts: list[PartFile] | None = None,
     ) -> None:
         self.directory = directory
         self.schema = schema
         self.settings = settings
-        self.on_part = on_part
-        self.parts: list[PartFile] = []
-        self._next_part = first_part
+        self.parts: list[PartFile] = list(parts or [])
+        self._next_part = 1 + max((int(p.name.split("-")[1].split(".")[0]) for p in self.parts), default=-1)
         self._writer: pq.ParquetWriter | None = None
         self._path: Path | None = None
         self._file_rows = 0
         self._buffer: list[pa.Table] = []
         self._buffered = 0
-        self.rows = 0
+        self.rows = sum(p.rows for p in self.parts)
         directory.mkdir(parents=True, exist_ok=True)
 
     def write(self, table: pa.Table) -> None:
@@ -156,8 +154,6 @@ class DatasetWriter:
         self._writer = None
         self._path = None
         self._file_rows = 0
-        if self.on_part is not None:
-            self.on_part(part)
 
     def checkpoint(self) -> None:
         """Make everything written so far durable: flush the buffer and close the open file."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .checkpoint import merge_progress
 from .errors import HTTPError, RetriesExhausted
 from .http import HttpClient, Response
 from .pagination import KeysetWalker, OffsetWalker, split_id_range
@@ -46,8 +47,6 @@ def combine(pages: list[Page]) -> Page:
     one conversion and one write instead of many. Progress deltas are applied in order."""
     if len(pages) == 1:
         return pages[0]
-    from .checkpoint import merge_progress
-
     progress: dict[str, Any] = {}
     for page in pages:
         merge_progress(progress, page.progress)
