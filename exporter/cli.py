@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .errors import ExporterError, JobFileError
 from .jobs import JobSpec, load_job, parse_job
+from .process import prepare
 from .progress import Reporter
 from .runner import Run, RunOptions, RunResult
 from .sources import registry
@@ -117,11 +118,6 @@ def run(
 
 
 def execute(job: JobSpec, output: Path, resume: str, log_format: str) -> RunResult:
-    import pyarrow as pa
-
-    # the C allocator hands freed row groups back promptly; mimalloc kept ~50 MB more resident
-    # for the same speed (bench/README.md)
-    pa.set_memory_pool(pa.system_memory_pool())
     live = sys.stderr.isatty() and log_format == "text"
     reporter = Reporter(enabled=True, live=live)
     options = RunOptions(output=output, resume=resume, reporter=reporter)
@@ -296,5 +292,11 @@ class _quiet_interrupt:
         return kind is KeyboardInterrupt
 
 
-if __name__ == "__main__":  # pragma: no cover
+def entry() -> None:
+    """The ``exporter`` console command: :func:`main` in a process set up for exporting."""
+    prepare()
     main()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()

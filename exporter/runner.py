@@ -34,7 +34,7 @@ from .fsutil import fsync_dir, remove_tree, write_json_atomic
 from .http import HttpClient
 from .jobs import JobSpec
 from .progress import Reporter
-from .schema import Converted, PageConverter, encode_json
+from .schema import Converted, PageConverter, empty_table, encode_json
 from .sink import DatasetWriter, PartFile, WriterSettings, discard_unfinished, publish_partition
 from .sources import Connection, Source, Stream, registry
 from .walk import Page, combine, failed_targets
@@ -345,7 +345,7 @@ class Run:
             self._layout[key] = (stream.folder(dataset), stream.incremental, stream_key)
             state = self.checkpoint.datasets.setdefault(key, {})
             directory = self._partition(staging, source.kind, dataset)
-            base = stream.outputs[dataset](stream.schema.arrow_schema().empty_table(), Page(stream.name)).schema
+            base = stream.outputs[dataset](empty_table(stream.schema.arrow_schema()), Page(stream.name)).schema
             sinks[key] = _DatasetSink(key, directory, state, settings, base)
             own.append(sinks[key])
         self.reporter.add_stream(stream_key)
@@ -369,7 +369,10 @@ class Run:
 
         def convert(page: Page) -> Converted:
             if page.objects is not None:
-                return converter.from_json_objects(page.objects)
+                converted = converter.from_json_objects(page.objects)
+                if page.ids is not None:
+                    converter.check_ids(converted.table, page.ids)
+                return converted
             return converter.from_records(page.records or [])
 
         def write(page: Page, converted: Converted) -> None:

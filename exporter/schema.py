@@ -134,6 +134,12 @@ class Converted:
     null_tokens: Counter = field(default_factory=Counter)
 
 
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A table with no rows. Not ``Schema.empty_table()`` or ``pa.table()``: both import pandas
+    (about 50 MB of resident memory and a heap the cyclic GC then walks all run long)."""
+    return pa.Table.from_batches([], schema=schema)
+
+
 def encode_json(value: Any) -> bytes:
     """JSON with ``Decimal`` written as a number, exactly as the API served it."""
     return _json_encoder.encode(value)
@@ -175,7 +181,7 @@ class PageConverter:
     def from_json_objects(self, objects: Sequence[Any]) -> Converted:
         """Convert raw JSON objects (one ``bytes`` per record) exactly, falling back when needed."""
         if not objects:
-            return Converted(self._target.empty_table())
+            return Converted(empty_table(self._target))
         if self._fast_ok:
             table = self._read_fast(objects)
             if table is not None:
@@ -211,13 +217,21 @@ class PageConverter:
             return None
         return table
 
+    def check_ids(self, table: pa.Table, ids: Sequence[int]) -> None:
+        """Fail if the ids a walk paged by differ from the id column parsed from the same records."""
+        name = next((c.name for c in self.schema.columns if c.source_key == "id"), None)
+        if name is None or name not in table.column_names:
+            return
+        if table.column(name).to_pylist() != list(ids):
+            raise DataError(f"{self.schema.name}: the records' ids differ from the ids the page was walked by")
+
     def _is_withheld(self, name: str) -> bool:
         return name in self.schema.secret_fields or is_secret_field(name)
 
     # -- careful route ----------------------------------------------------------------------
     def from_records(self, records: Sequence[dict[str, Any]]) -> Converted:
         """Value-by-value conversion: bad values become null and their record a :class:`Reject`."""
-        result = Converted(self._target.empty_table())
+        result = Converted(empty_table(self._target))
         rejected_rows: dict[int, Reject] = {}
         arrays: list[pa.Array] = []
         for column in self.schema.columns:

@@ -43,6 +43,17 @@ class WriterSettings:
     compression: str = "zstd"
 
 
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Text columns: codes, names, currencies repeat and shrink to a dictionary.
+
+    Numbers, decimals and timestamps are written plain: an account's balance or a creation time
+    rarely repeats, Parquet's dictionary attempt on them cost about 40% of the writer's CPU, and
+    zstd still catches the values that do repeat (bench/README.md: 3.2 -> 2.0 ms per 1,000
+    accounts, and files 14% smaller).
+    """
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+
+
 class DatasetWriter:
     """Streams tables of one dataset into Parquet part files, in bounded memory.
 
@@ -136,6 +147,7 @@ class DatasetWriter:
             self._path,
             self.schema,
             compression=self.settings.compression,
+            use_dictionary=dictionary_columns(self.schema),
             write_statistics=True,
         )
         self._file_rows = 0

@@ -28,6 +28,7 @@ class Page:
     stream: str
     objects: Sequence[bytes] | None = None  # raw JSON objects: the exact fast route
     records: Sequence[dict[str, Any]] | None = None  # decoded records (reports, bare arrays)
+    ids: Sequence[int] | None = None  # the ids a keyset walk read from ``objects``, checked later
     fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     progress: dict[str, Any] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
@@ -53,14 +54,18 @@ def combine(pages: list[Page]) -> Page:
     first = pages[0]
     if first.objects is not None:
         objects = [o for page in pages for o in (page.objects or ())]
-        return Page(first.stream, objects=objects, fetched_at=pages[-1].fetched_at, progress=progress)
+        ids = None if any(p.ids is None for p in pages) else [i for p in pages for i in p.ids or ()]
+        return Page(first.stream, objects=objects, ids=ids, fetched_at=pages[-1].fetched_at, progress=progress)
     records = [r for page in pages for r in (page.records or ())]
     return Page(first.stream, records=records, fetched_at=pages[-1].fetched_at, progress=progress)
 
 
 @dataclass
 class KeysetPage:
-    """A decoded keyset page: raw objects, their ids in served order, and ``meta.limit``."""
+    """A decoded keyset page: raw objects, their ids in served order, and ``meta.limit``.
+
+    ``ids`` may come from a shortcut that reads only each object's leading ``"id"`` key; the
+    converter checks them against the id column it parses (:meth:`PageConverter.check_ids`)."""
 
     objects: Sequence[bytes | memoryview | Any]  # anything with the buffer protocol (msgspec.Raw)
     ids: list[int]
@@ -157,9 +162,9 @@ class KeysetCollection:
             params = walker.next_params()
             page = await client.request("GET", self.path, params={**self.params, **params}, decode=self.decode)
             keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
-            objects = page.objects[keep.start : keep.stop]
+            objects, ids = page.objects[keep.start : keep.stop], page.ids[keep.start : keep.stop]
             progress = {"ranges": {key: {**piece, "cursor": walker.cursor, "done": walker.done}}}
-            await emit(Page(self.stream, objects=objects, progress=progress))
+            await emit(Page(self.stream, objects=objects, ids=ids, progress=progress))
 
 
 @dataclass
@@ -184,7 +189,8 @@ class IdBatches:
                 page = await client.request("GET", self.path, params=params, decode=self.decode)
                 keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
                 progress = {"done_batches": number} if walker.done else {}
-                await emit(Page(self.stream, objects=page.objects[keep.start : keep.stop], progress=progress))
+                kept = slice(keep.start, keep.stop)
+                await emit(Page(self.stream, objects=page.objects[kept], ids=page.ids[kept], progress=progress))
 
 
 @dataclass

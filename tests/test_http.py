@@ -173,3 +173,25 @@ def test_meta_count_mismatch_is_malformed() -> None:
     body["meta"]["count"] = 5
     with pytest.raises(DataError, match=r"meta\.count"):
         decode_list_page(Response(200, {}, json.dumps(body).encode(), BASE))
+
+
+def test_ids_are_read_when_id_is_not_the_first_key() -> None:
+    """The leading-id shortcut only applies when "id" comes first; any other order is decoded."""
+    from exporter.http import Response
+
+    body = page([4, 8])
+    body["data"] = [{"balance": 1.5, "id": 4}, {"id": 8, "balance": 2}]
+    decoded = decode_list_page(Response(200, {}, json.dumps(body).encode(), BASE))
+    assert decoded.ids == [4, 8]
+    spaced = b'{"result":"success","data":[ { "id" : 11 , "x":1}, {"id":12}]}'
+    assert decode_list_page(Response(200, {}, spaced, BASE)).ids == [11, 12]
+
+
+def test_a_record_without_an_integer_id_is_malformed() -> None:
+    from exporter.errors import DataError
+    from exporter.http import Response
+
+    for data in ([{"id": "7"}], [{"id": 7.5}], [{"name": "no id"}]):
+        body = json.dumps({"result": "success", "data": data}).encode()
+        with pytest.raises(DataError, match="not a Tradesync list page"):
+            decode_list_page(Response(200, {}, body, BASE))
