@@ -2,9 +2,10 @@
 
     python bench/pacer_trace.py TRACE.jsonl run JOB.toml --output DIR ...
 
-Same process, same code path as the ``exporter`` command: ``exporter.cli.main`` runs with the given
-arguments. Before that, three methods of :class:`exporter.ratelimit.Pacer` are wrapped (the class
-is not modified on disk) so that each of these lands in ``TRACE.jsonl`` as one JSON line, with
+Same process, same code path as the ``exporter`` command: ``exporter.process.prepare`` then
+``exporter.cli.main`` run with the given arguments. Before that, three methods of
+:class:`exporter.ratelimit.Pacer` are wrapped (the class is not modified on disk) so that each
+of these lands in ``TRACE.jsonl`` as one JSON line, with
 ``t = time.monotonic()`` (the same clock as ``bench/rate_sim.py``'s request log):
 
 - ``{"t", "ev": "throttled", "told": bool, "before": rate, "after": rate}`` for every 429 seen;
@@ -61,6 +62,9 @@ def install(path: str) -> None:
 def main() -> None:
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
+    from exporter.process import prepare
+
+    prepare()  # as the exporter command does, before pyarrow loads
     install(sys.argv[1])
     from exporter.cli import main as cli_main
 

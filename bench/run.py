@@ -12,7 +12,9 @@ no rate limit) serves every contender, one after another, each in its own proces
   (``bench/floor.py``);
 * ``exporter``: ``exporter run`` of the accounts dataset (concurrency 8, parallel_walks auto);
 * at the largest size and 20 ms (else the largest latency): ``exporter seq`` (``parallel_walks = 1``)
-  and ``exporter K=8`` (``parallel_walks = 8``, ``concurrency = 8``).
+  and ``exporter K=8`` (``parallel_walks = 8``, ``concurrency = 8``); and ``walk seq`` / ``walk K=8``,
+  the exporter's own walk with the same settings and every page dropped (``bench/walk.py``): what
+  the parallel walks gain apart from the CPU that converting and writing the pages need.
 
 Each contender runs under ``bench/rss.py``, a ~10 MB wrapper that times it and reads
 ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` once it exits: the kernel's high-water mark of the
@@ -73,7 +75,12 @@ class Contender:
 
 
 MAIN = [Contender("limit", "limit"), Contender("floor", "floor"), Contender("exporter", "exporter")]
-WALKS = [Contender("exporter seq", "exporter", walks=1), Contender("exporter K=8", "exporter", walks=8)]
+WALKS = [
+    Contender("exporter seq", "exporter", walks=1),
+    Contender("exporter K=8", "exporter", walks=8),
+    Contender("walk seq", "walk", walks=1),
+    Contender("walk K=8", "walk", walks=8),
+]
 
 
 @dataclass
@@ -162,13 +169,15 @@ def run_contender(c: Contender, sim: Simulator, size: int, work: Path) -> Run:
         job = work / f"{out.name}.toml"
         job.write_text(JOB.format(concurrency=c.concurrency, walks=c.walks))
         cmd = [exporter_bin(), "run", str(job), "--output", str(out), "--dataset", "accounts"]
+        if c.kind == "walk":
+            cmd = [sys.executable, str(BENCH / "walk.py"), str(job)]
     sim.post("/_sim/reset")  # request counters start at zero for every contender
     usage = measure(cmd, env, work)
     code = usage["exit_code"]
     state = sim.get("/_sim/state")
     problem = "" if code == 0 else f"exit {code}: {tail(work / 'stderr', 5)}"
     rows, distinct = 0, None
-    if code == 0 and c.kind == "limit":
+    if code == 0 and c.kind in ("limit", "walk"):
         rows = int(json.loads((work / "stdout").read_text())["rows"])
     elif code == 0:
         rows, distinct = count_parquet(sorted(out.rglob("*.parquet")))
@@ -278,6 +287,7 @@ def ratios(results: list[dict[str, Any]], walks_at: tuple[int, float]) -> dict[s
             "sequential/K=8": speedup,
             "target": WALKS_TARGET,
             "target_met": speedup >= WALKS_TARGET,
+            "walk only, sequential/K=8": ratio("walk seq", "walk K=8", *walks_at),
         }
     return out
 
@@ -313,6 +323,9 @@ def markdown(report: dict[str, Any]) -> str:
         verdict = "met" if w["target_met"] else "**not met**"
         lines.append(f"- exporter parallel_walks=1 / parallel_walks=8 wall time, {w['accounts']:,} accounts at "
                      f"{w['latency_ms']:g} ms: {w['sequential/K=8']:.2f}x (target >= {w['target']:g}x: {verdict})")
+        if w.get("walk only, sequential/K=8") is not None:
+            lines.append(f"- the same walks with every page dropped (bench/walk.py): "
+                         f"{w['walk only, sequential/K=8']:.2f}x")
     return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,6 @@ import click
 from . import __version__
 from .errors import ExporterError, JobFileError
 from .jobs import JobSpec, load_job, parse_job
-from .process import prepare
 from .progress import Reporter
 from .runner import Run, RunOptions, RunResult
 from .sources import registry
@@ -292,11 +291,5 @@ class _quiet_interrupt:
         return kind is KeyboardInterrupt
 
 
-def entry() -> None:
-    """The ``exporter`` console command: :func:`main` in a process set up for exporting."""
-    prepare()
-    main()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    entry()
+    main()

@@ -1,13 +1,14 @@
 """Process-wide set-up for the ``exporter`` command: memory and CPU that an export does not need.
 
-Only the console entry point calls :func:`prepare`; importing the package as a library (tests,
-an Airflow task) changes nothing in the host process.
+Only the console entry point (:func:`entry`, also ``python -m exporter``) calls :func:`prepare`;
+importing the package as a library (tests, an Airflow task) changes nothing in the host process.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib.abc
+import os
 import sys
 
 
@@ -41,16 +42,25 @@ def keep_pandas_unloaded() -> bool:
 
 
 def prepare() -> None:
+    """Call before anything imports pyarrow."""
+    # Arrow's C allocator for everything, the Parquet writer's C++ buffers included: Arrow reads
+    # the variable once, at its first allocation (``pa.set_memory_pool`` reaches only the buffers
+    # pyarrow's Python API allocates). mimalloc reserved an arena of transparent huge pages and
+    # kept ~20 MB more resident at the same speed (bench/README.md). A value the user set wins.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     keep_pandas_unloaded()
-    import pyarrow as pa
 
     from . import runner  # noqa: F401  (what a run imports, before the freeze below)
     from .sources import registry
 
     registry()
-
-    # the C allocator hands freed row groups back promptly; mimalloc kept ~50 MB more resident
-    # for the same speed (bench/README.md)
-    pa.set_memory_pool(pa.system_memory_pool())
     # start-up objects live as long as the process: take them out of the collector's scans
     gc.freeze()
+
+
+def entry() -> None:
+    """The ``exporter`` console command."""
+    prepare()
+    from .cli import main
+
+    main()

@@ -136,7 +136,7 @@ def exporter_env(base_url: str) -> dict[str, str]:
 
 def exporter_command(args: list[str], kill_point: str | None = None) -> list[str]:
     if kill_point is None:
-        return [sys.executable, "-m", "exporter.cli", *args]
+        return [sys.executable, "-m", "exporter", *args]  # the real entry point
     return [sys.executable, str(HERE), kill_point, "--", *args]
 
 

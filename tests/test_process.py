@@ -34,16 +34,19 @@ def test_an_export_run_by_the_command_never_loads_pandas(tmp_path: Path) -> None
     """pandas costs 46 MB of resident memory; a whole demo export (both sources) must not need it."""
     code = f"""
 import sys
-from exporter.cli import entry
+from exporter.process import entry
 sys.argv = ["exporter", "demo", "--accounts", "120", "--output", {str(tmp_path / "out")!r}]
 try:
     entry()
 except SystemExit as exit:
     assert not exit.code, exit.code
 print("pandas loaded:", "pandas" in sys.modules)
+import pyarrow as pa
+print("arrow allocator:", pa.default_memory_pool().backend_name)
 """
     done = python(code, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "pandas loaded: False" in done.stdout
+    assert "arrow allocator: system" in done.stdout
     accounts = list((tmp_path / "out" / "tradesync" / "accounts").rglob("*.parquet"))
     assert sum(pq.read_metadata(f).num_rows for f in accounts) == 120

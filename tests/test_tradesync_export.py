@@ -212,5 +212,5 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESYNC_")}
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "exporter.cli", *args], capture_output=True, text=True, env=full_env, timeout=120
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, env=full_env, timeout=120
     )
