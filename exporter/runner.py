@@ -101,6 +101,7 @@ class _DatasetSink:
         parts = [PartFile(**p) for p in state.setdefault("parts", [])]
         self._prune(directory, parts, state.get("rejects_bytes", 0))
         self.writer = DatasetWriter(directory, schema, settings, parts=parts)
+        self._declared = frozenset(schema.names)
         self.unknown = Counter(state.get("unknown_fields", {}))
         self.withheld = set(state.get("withheld_fields", []))
         self.rejects = Counter(state.get("rejects", {}))
@@ -125,7 +126,12 @@ class _DatasetSink:
 
     def add(self, table: pa.Table, converted: Converted, page: Page) -> None:
         self.writer.write(table)
-        self.unknown.update(converted.unknown_fields)
+        # columns this dataset gained from fields the schema does not know, under the name it
+        # writes them (a projection may rename them, or not carry them at all: balances of
+        # Tradesync), with the rows that hold a value
+        for name in table.column_names:
+            if name not in self._declared:
+                self.unknown[name] += len(table) - table.column(name).null_count
         self.withheld.update(converted.withheld_fields)
         self.null_tokens.update(converted.null_tokens)
         columns = set(table.column_names)

@@ -128,7 +128,6 @@ class Converted:
     """One page as a typed table, plus what the manifest must know about it."""
 
     table: pa.Table
-    unknown_fields: Counter = field(default_factory=Counter)
     withheld_fields: set[str] = field(default_factory=set)
     rejects: list[Reject] = field(default_factory=list)
     null_tokens: Counter = field(default_factory=Counter)
@@ -294,11 +293,8 @@ class PageConverter:
                 continue
             column = []
             for record in records:
-                present = isinstance(record, dict) and key in record
-                value = record.get(key) if present else None
+                value = record.get(key) if isinstance(record, dict) else None
                 column.append(None if value is None else encode_json(value).decode())
-                if present:
-                    result.unknown_fields[key] += 1
             out[key] = column
         if out and self.schema_drift == "strict":
             raise SchemaDriftError(

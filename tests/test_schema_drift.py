@@ -133,6 +133,9 @@ def test_new_field_becomes_a_string_column_from_the_file_where_it_appears(export
     assert_exact_except(rows, export.expected, skip="")
     meta = manifest(export.output, "accounts")["datasets"]["accounts"]
     assert meta["unknown_fields"] == {"risk_score": ACCOUNTS - DRIFTED_FROM}
+    for dataset in ("balances", "equity"):  # their projections do not carry the new field
+        assert "risk_score" not in pq.read_schema(next(partition(export.output, dataset).glob("*.parquet"))).names
+        assert manifest(export.output, dataset)["datasets"][dataset]["unknown_fields"] == {}
     assert {"name": "risk_score", "type": "string"} in meta["schema"]
     assert meta["rejected_rows"] == 0
 
