@@ -46,7 +46,7 @@ def prepare() -> None:
     # Arrow's C allocator for everything, the Parquet writer's C++ buffers included: Arrow reads
     # the variable once, at its first allocation (``pa.set_memory_pool`` reaches only the buffers
     # pyarrow's Python API allocates). mimalloc reserved an arena of transparent huge pages and
-    # kept ~20 MB more resident at the same speed (bench/README.md). A value the user set wins.
+    # kept ~20 MB more resident at the same speed (1,000,000 accounts). A value the user set wins.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     keep_pandas_unloaded()
 
