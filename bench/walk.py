@@ -20,17 +20,15 @@ from exporter.process import prepare
 
 
 async def walk(job_file: Path) -> dict[str, float]:
-    from exporter.http import HttpClient
     from exporter.jobs import load_job
+    from exporter.runner import source_client
     from exporter.sources import registry
     from exporter.walk import Page
 
     started = time.perf_counter()
     (spec,) = load_job(job_file, registry()).sources
     source = registry()[spec.kind](spec)
-    connection = source.connection(os.environ)
-    client = HttpClient(source.client_settings(connection), auth=source.auth(connection),
-                        read_error=source.read_error, auth_hint=source.auth_hint, on_response=source.on_response)
+    client = source_client(source, source.connection(os.environ))
     rows = 0
 
     async def drop(page: Page) -> None:

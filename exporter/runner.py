@@ -91,6 +91,17 @@ class RunResult:
     resumed: int
 
 
+def source_client(source: Source, connection: Connection) -> HttpClient:
+    """The HTTP client of one source: its settings, auth, error reader and hooks."""
+    return HttpClient(
+        source.client_settings(connection),
+        auth=source.auth(connection),
+        read_error=source.read_error,
+        auth_hint=source.auth_hint,
+        on_response=source.on_response,
+    )
+
+
 class _DatasetSink:
     """Writer, rejects file and manifest counters of one dataset in the staging area."""
 
@@ -311,14 +322,7 @@ class Run:
                 connection: Connection = stack.enter_context(source.sandbox())
             else:
                 connection = source.connection(self.options.env)
-            settings = source.client_settings(connection)
-            client = HttpClient(
-                settings,
-                auth=source.auth(connection),
-                read_error=source.read_error,
-                auth_hint=source.auth_hint,
-                on_response=source.on_response,
-            )
+            client = source_client(source, connection)
             async with client:
                 streams = source.streams()
                 async with asyncio.TaskGroup() as group:
@@ -326,7 +330,7 @@ class Run:
                         group.create_task(self._run_stream(source, stream, client, staging, sinks))
             results[source.kind] = {
                 "requests": client.stats.as_dict() | {"peak_in_flight": client.peak_in_flight},
-                "base_url": _public_url(settings.base_url),
+                "base_url": _public_url(client.settings.base_url),
             }
 
     async def _run_stream(
