@@ -175,6 +175,7 @@ class PageConverter:
             explicit_schema=self._read_schema, unexpected_field_behavior="infer"
         )
         self._fast_ok = all(c.fmt is None for c in schema.columns)
+        self._id_column = next((c.name for c in schema.columns if c.source_key == "id"), None)
 
     # -- fast route -------------------------------------------------------------------------
     def from_json_objects(self, objects: Sequence[Any]) -> Converted:
@@ -218,7 +219,7 @@ class PageConverter:
 
     def check_ids(self, table: pa.Table, ids: Sequence[int]) -> None:
         """Fail if the ids a walk paged by differ from the id column parsed from the same records."""
-        name = next((c.name for c in self.schema.columns if c.source_key == "id"), None)
+        name = self._id_column
         if name is None or name not in table.column_names:
             return
         if table.column(name).to_pylist() != list(ids):
