@@ -455,12 +455,9 @@ def test_peak_in_flight_counts_concurrent_requests() -> None:
     with logged_in(latency_ms=200, **SMALL) as (api, _):
         api.sim("POST", "/_sim/reset")
         api.login()
-        started = time.monotonic()
         with ThreadPoolExecutor(max_workers=5) as pool:
             statuses = list(pool.map(lambda _: api.call("GET", "/assets")[0], range(5)))
-        elapsed = time.monotonic() - started
         assert statuses == [200] * 5
-        assert elapsed < 0.8  # the 200 ms latencies overlapped
         state = api.sim("GET", "/_sim/state")
         assert state["peak_in_flight"] == 5
         assert state["requests_total"] == 6

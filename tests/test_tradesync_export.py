@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -159,17 +158,19 @@ def test_wrong_credentials_exit_3_fast_and_keep_previous_snapshot(tmp_path: Path
     job_file = tmp_path / "job.toml"
     job_file.write_text('name = "creds"\n[sources.tradesync]\ndatasets = ["accounts", "balances"]\n')
     config = TradesyncSimConfig(accounts=1500, trades_per_account=0, rate_limit_rps=0)
-    with tradesync_simulator(config) as (base_url, _):
+    with tradesync_simulator(config) as (base_url, sim):
         env = {"TRADESYNC_BASE_URL": base_url, "TRADESYNC_API_KEY": "sim-key", "TRADESYNC_API_SECRET": "sim-secret"}
         ok = _cli(["run", str(job_file), "--output", str(tmp_path / "out")], env)
         assert ok.returncode == 0, ok.stderr
         before = _snapshot_files(tmp_path / "out")
         secret = "wrong-secret-Zq81"
-        started = time.monotonic()
+        sim.reset()
         bad = _cli(["run", str(job_file), "--output", str(tmp_path / "out")], {**env, "TRADESYNC_API_SECRET": secret})
-        elapsed = time.monotonic() - started
+        state = sim.state()
     assert bad.returncode == 3
-    assert elapsed < 10
+    # fast because nothing is retried: each dataset's first request is refused once and the run stops
+    assert set(state["responses_by_status"]) == {"401"}
+    assert state["requests_total"] <= 2, state
     lines = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "TRADESYNC_API_KEY" in lines[0] and "NOT_AUTHORISED" in lines[0], bad.stderr
     assert "Traceback" not in bad.stderr
