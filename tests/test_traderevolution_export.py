@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.sandbox.traderevolution import ALL_FAULTS, TraderEvolutionSimConfig, te_simulator
+from exporter.sandbox.traderevolution import ALL_FAULTS, TraderEvolutionSimConfig, new_column_value, te_simulator
 from exporter.schema import sanitize_column_names
 
 from .helpers import make_job, read_dataset, run
@@ -246,3 +247,36 @@ def test_an_account_that_keeps_failing_is_named_and_retried_on_rerun(tmp_path: P
     assert result.resumed == 1
     got = read_dataset(tmp_path, "traderevolution", "account_operations")
     assert sorted(got.column("id").to_pylist()) == [o["id"] for o in want]
+
+
+def test_a_report_column_the_contract_lacks_is_kept_and_listed_in_each_manifest(tmp_path: Path) -> None:
+    # every report run serves one more column, `riskscore`; balances and equity carry statement
+    # columns as te_<name>, trades keep report names, so the manifests list it under those names
+    config = TraderEvolutionSimConfig(users=30, positions_per_account=3, rate_limit_rps=0, report_new_column=True)
+    with te_simulator(config) as (url, simulator):
+        run(te_job(datasets=["accounts", "balances", "equity", "trades"]), tmp_path, te_env(url))
+        headers, statement = simulator.expected_report("Account Statement Report")
+    row_of_account = {row[headers.index("accountid")]: k for k, row in enumerate(statement)}
+
+    def manifests(dataset: str) -> list[dict]:
+        found = sorted((tmp_path / "traderevolution" / dataset).rglob("_manifest.json"))
+        assert found, dataset
+        return [json.loads(path.read_text())["datasets"][dataset] for path in found]
+
+    for dataset in ("balances", "equity"):
+        table = read_dataset(tmp_path, "traderevolution", dataset)
+        assert table.num_rows == len(statement) > 30
+        values = dict(zip(table.column("account_id").to_pylist(), table.column("te_riskscore").to_pylist(),
+                          strict=True))
+        # kept exactly as served: the value in the statement row of that account
+        assert {a: Decimal(v) for a, v in values.items()} == {
+            a: new_column_value(k) for a, k in row_of_account.items()
+        }
+        assert [m["unknown_fields"] for m in manifests(dataset)] == [{"te_riskscore": len(statement)}]
+    trades = read_dataset(tmp_path, "traderevolution", "trades")
+    assert trades.num_rows > 100 and trades.column("riskscore").null_count == 0
+    listed = Counter()
+    for meta in manifests("trades"):
+        listed.update(meta["unknown_fields"])
+    assert listed == {"riskscore": trades.num_rows}
+    assert all(m["unknown_fields"] == {} for m in manifests("accounts"))  # accounts are no report

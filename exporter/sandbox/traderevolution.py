@@ -93,6 +93,14 @@ NGINX_502_HTML = (
     b"</body>\r\n</html>\r\n"
 )
 
+NEW_REPORT_COLUMN = "riskscore"
+
+
+def new_column_value(row_number: int) -> Decimal:
+    """The drift column's value in the report's ``row_number``-th row (0-based, before paging)."""
+    return Decimal(row_number % 400) / 4
+
+
 OPERATION_TYPES: dict[int, str] = {1: "Trading", 2: "Deposit", 3: "Withdrawal", 12: "Adjustment"}
 ASSETS: tuple[tuple[int, str], ...] = ((4800, "USD"), (4801, "EUR"), (4802, "GBP"))
 USER_GROUPS: dict[int, str] = {11: "Retail", 12: "Professional", 13: "VIP"}
@@ -254,6 +262,8 @@ class TraderEvolutionSimConfig:
     refresh_ttl_s: float = 3600
     empty_list_status: int = 200
     report_row_shape: str = "array"
+    # schema drift: every report run gains a column the contract does not list (``riskscore``)
+    report_new_column: bool = False
     latency_ms: float = 0
     latency_jitter_ms: float = 0
     report_latency_ms_per_1000_rows: float = 0
@@ -1612,12 +1622,15 @@ class TraderEvolutionSimulator:
             rows = [self._report_row(spec, it, query) for it in _page(items, offset, limit)]
             all_rows = [self._report_row(spec, it, query) for it in items] if with_total else []
         headers = [c for c, _ in spec.columns]
+        if self.config.report_new_column:
+            headers.append(NEW_REPORT_COLUMN)
+            rows = [[*row, new_column_value(offset + i)] for i, row in enumerate(rows)]
         data: list[Any] = rows
         if self.config.report_row_shape == "object":
             data = [dict(zip(headers, row, strict=True)) for row in rows]
         payload: dict[str, Any] = {"headers": headers, "data": data}
         if with_total:
-            payload["total"] = self._totals(spec, all_rows)
+            payload["total"] = self._totals(spec, all_rows) + [None] * (len(headers) - len(spec.columns))
         delay = self.config.report_latency_ms_per_1000_rows * len(rows) / 1_000_000
         return _Reply(payload=payload, extra_delay_s=delay)
 
