@@ -1067,7 +1067,8 @@ class TraderEvolutionSimulator:
         login: str | None = None,
         asset_name: str = "USD",
     ) -> tuple[list[str], list[list[Any]]]:
-        """Headers and every row (array shape, money as Decimal) of a report run."""
+        """Headers and every row (array shape, money as Decimal) of a report run: the contract's
+        columns only (the ``report_new_column`` drift column is left out; see :func:`new_column_value`)."""
         spec = _SPEC_BY_NAME[name]
         with self._lock:
             accounts = self._filter_accounts(account_id, login)
