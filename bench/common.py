@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -39,3 +42,21 @@ def stop(proc: subprocess.Popen | None) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def publish(results_dir: Path, stem: str, report: dict[str, Any], table: str) -> None:
+    """Write ``<stem>.json`` and ``<stem>.md`` to ``results_dir`` and print the table."""
+    (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (results_dir / f"{stem}.md").write_text(table)
+    print()
+    print(table)
+    print(f"written: {results_dir / f'{stem}.json'}, {results_dir / f'{stem}.md'}")
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """A benchmark's entry point: Ctrl-C stops it with one line and exit code 130."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from common import exporter_bin, free_port, stop, tail
+from common import exporter_bin, free_port, publish, run_main, stop, tail
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -818,20 +818,11 @@ def main() -> None:
         },
         **report,
     }
-    (results_dir / "rates.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    (results_dir / "rates.md").write_text(table)
-    print()
-    print(table)
-    print(f"written: {results_dir / 'rates.json'}, {results_dir / 'rates.md'}")
+    publish(results_dir, "rates", report, markdown(report))
     runs = report.get("fanout", []) + report.get("adaptive", [])
     if not all(r["valid"] for r in runs):
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -48,7 +48,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from common import exporter_bin, free_port, stop, tail
+from common import exporter_bin, free_port, publish, run_main, stop, tail
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -398,19 +398,10 @@ def main() -> None:
         "results": results,
         "ratios": ratios(results, walks_at),
     }
-    (results_dir / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    (results_dir / "latest.md").write_text(table)
-    print()
-    print(table)
-    print(f"written: {results_dir / 'latest.json'}, {results_dir / 'latest.md'}")
+    publish(results_dir, "latest", report, markdown(report))
     if not all(r["valid"] for r in results):
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)
