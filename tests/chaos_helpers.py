@@ -171,6 +171,23 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
+def command_error(job: Any, output: Path, env: dict[str, str], code: int, monkeypatch: Any, capsys: Any) -> str:
+    """The command in this process (``cli.execute``) with ``env`` set: it must exit ``code`` with
+    exactly one ``error:`` line, which is returned."""
+    import pytest
+
+    from exporter.cli import execute
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the command reads the credentials from the environment
+    with pytest.raises(SystemExit) as exit_info:
+        execute(job, output, "auto", "text")
+    assert exit_info.value.code == code
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 # --------------------------------------------------------------------------- output and checkpoints
 
 

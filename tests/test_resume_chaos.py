@@ -23,7 +23,6 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from exporter.cli import execute
 from exporter.errors import CheckpointError
 from exporter.runner import RunOptions, _DatasetSink
 from exporter.sandbox._sim_base import ChaosPlanner
@@ -33,6 +32,7 @@ from exporter.sink import DatasetWriter
 from .chaos_helpers import (
     LoggedRequest,
     checkpoint_path,
+    command_error,
     dataset_rows,
     durable_rows,
     error_lines,
@@ -414,14 +414,9 @@ def test_full_disk_fails_without_publishing_and_resumes_once_space_is_freed(
 
         # the command line: exit 1 and one line saying the disk is full (the checkpoint is kept)
         log.attempt = 2
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)  # the CLI reads the credentials from the environment
         FullDisk(after=4).install(monkeypatch)
-        with pytest.raises(SystemExit) as exit_info:
-            execute(job, output, "auto", "text")
-        assert exit_info.value.code == 1
-        lines = error_lines(capsys.readouterr().err)
-        assert len(lines) == 1 and "disk full" in lines[0] and "rerun" in lines[0], lines
+        line = command_error(job, output, env, 1, monkeypatch, capsys)
+        assert "disk full" in line and "rerun" in line, line
         assert published_files(output) == before
         second = read_checkpoint(output, JOB)
         assert second is not None and second["run_id"] == first["run_id"]
@@ -513,13 +508,8 @@ def test_checkpoint_of_another_job_definition_is_refused_until_fresh(
         lines = error_lines(refused.stderr)
         assert len(lines) == 1 and "--fresh" in lines[0] and "Traceback" not in refused.stderr, refused.stderr
         # the default (resume if possible) refuses too, through the same exit-code mapping
-        for name, value in tradesync_env(url).items():
-            monkeypatch.setenv(name, value)
-        with pytest.raises(SystemExit) as exit_info:
-            execute(chaos_job(page_size=PAGE_SIZE * 2), output, "auto", "text")
-        assert exit_info.value.code == 2
-        lines = error_lines(capsys.readouterr().err)
-        assert len(lines) == 1 and "--fresh" in lines[0], lines
+        line = command_error(chaos_job(page_size=PAGE_SIZE * 2), output, tradesync_env(url), 2, monkeypatch, capsys)
+        assert "--fresh" in line, line
         with pytest.raises(CheckpointError, match="--fresh"):  # another set of datasets
             run(chaos_job(datasets=["accounts", "trades"]), output, tradesync_env(url))
         assert checkpoint_path(output, JOB).read_bytes() == saved, "a refused run touched the checkpoint"
