@@ -1,28 +1,29 @@
 """The resumable state of a run, kept in its staging area and rewritten after each durable part.
 
-    {"version": 1, "job": "nightly", "fingerprint": "…", "run_id": "…", "snapshot_date": "…",
+    {"version": 2, "job": "nightly", "fingerprint": "…", "run_id": "…", "snapshot_date": "…",
      "started_at": "…",
      "streams": {"tradesync/accounts": {"walk": {...walk state...}, "done": false}},
-     "datasets": {"tradesync/balances": {"parts": [{"name", "rows", "bytes"}], "rejects_bytes": 0,
+     "datasets": {"tradesync/balances": {"parts": [{"name", "rows", "bytes"}], "rejects": [...],
                                          "unknown_fields": {}, ...}}}
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
-from .fsutil import read_json, write_json_atomic
+from .storage import Storage
 
-VERSION = 1
+VERSION = 2
 FILE_NAME = "checkpoint.json"
 
 
 @dataclass
 class Checkpoint:
-    path: Path
+    storage: Storage
+    key: str
     job: str
     fingerprint: str
     run_id: str
@@ -33,37 +34,40 @@ class Checkpoint:
     resumed: int = 0
 
     def save(self) -> None:
-        write_json_atomic(
-            self.path,
-            {
-                "version": VERSION,
-                "job": self.job,
-                "fingerprint": self.fingerprint,
-                "run_id": self.run_id,
-                "snapshot_date": self.snapshot_date,
-                "started_at": self.started_at,
-                "resumed": self.resumed,
-                "streams": self.streams,
-                "datasets": self.datasets,
-            },
-        )
+        body = {
+            "version": VERSION,
+            "job": self.job,
+            "fingerprint": self.fingerprint,
+            "run_id": self.run_id,
+            "snapshot_date": self.snapshot_date,
+            "started_at": self.started_at,
+            "resumed": self.resumed,
+            "streams": self.streams,
+            "datasets": self.datasets,
+        }
+        self.storage.write_atomic(self.key, json.dumps(body, indent=2, default=str).encode())
 
     @classmethod
-    def load(cls, path: Path, *, job: str, fingerprint: str) -> Checkpoint:
+    def load(cls, storage: Storage, key: str, *, job: str, fingerprint: str) -> Checkpoint | None:
+        data = storage.read(key)
+        if data is None:
+            return None
+        where = storage.describe(key)
         try:
-            raw = read_json(path)
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path} is unreadable ({exc}); rerun with --fresh") from None
+            raw = json.loads(data)
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint {where} is unreadable ({exc}); rerun with --fresh") from None
         if not isinstance(raw, dict) or raw.get("version") != VERSION:
-            raise CheckpointError(f"checkpoint {path} has an unknown format; rerun with --fresh")
+            raise CheckpointError(f"checkpoint {where} has an unknown format; rerun with --fresh")
         if raw.get("fingerprint") != fingerprint or raw.get("job") != job:
             raise CheckpointError(
-                f"checkpoint {path} was written by a different definition of job {raw.get('job')!r} "
+                f"checkpoint {where} was written by a different definition of job {raw.get('job')!r} "
                 "(datasets, page size, options or schema mode changed); it cannot be resumed safely. "
                 "Rerun with --fresh to discard it"
             )
         return cls(
-            path=path,
+            storage=storage,
+            key=key,
             job=raw["job"],
             fingerprint=raw["fingerprint"],
             run_id=raw["run_id"],

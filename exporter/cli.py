@@ -1,5 +1,6 @@
 """Command line: thin commands that parse options, call one library function, and map errors
-to exit codes in one place (0 ok, 1 run failed, 2 usage/job file, 3 auth, 130 interrupted)."""
+to exit codes in one place (0 ok, 1 run failed, 2 usage/job file, 3 auth, 4 another run holds the
+lease, 130 interrupted)."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def main() -> None:
 @main.command()
 @click.argument("job_file", type=click.Path(path_type=Path))
 @click.option(
-    "--output", "-o", type=click.Path(path_type=Path), help="Output folder (default: the job's, else ./output)."
+    "--output", "-o", help="Output folder or s3://BUCKET/PREFIX (default: the job's, else ./output)."
 )
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable).")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight at most, per source.")
@@ -95,7 +96,7 @@ def main() -> None:
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 def run(
     job_file: Path,
-    output: Path | None,
+    output: str | None,
     datasets: tuple[str, ...],
     concurrency: int | None,
     rps: float | None,
@@ -111,12 +112,12 @@ def run(
     except JobFileError as exc:
         fail(str(exc), exc.exit_code)
     setup_logging(job.log_format, verbose)
-    out = output or job.output or Path("output")
+    out = output or job.output or "output"
     result = execute(job, out, resume or "auto", job.log_format)
     print_summary(result)
 
 
-def execute(job: JobSpec, output: Path, resume: str, log_format: str) -> RunResult:
+def execute(job: JobSpec, output: str | Path, resume: str, log_format: str) -> RunResult:
     live = sys.stderr.isatty() and log_format == "text"
     reporter = Reporter(enabled=True, live=live)
     options = RunOptions(output=output, resume=resume, reporter=reporter)
@@ -140,6 +141,7 @@ def print_summary(result: RunResult) -> None:
     lines = [
         f"run {result.run_id} of job {result.job}: snapshot {result.snapshot_date} published "
         f"in {result.seconds:.1f}s" + (f" (resumed {result.resumed}x)" if result.resumed else "")
+        + (" (its interrupted commit was completed)" if result.recovered else "")
     ]
     for d in result.datasets:
         extra = []

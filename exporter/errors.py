@@ -70,3 +70,31 @@ class Interrupted(ExporterError):
     """SIGINT/SIGTERM: the run stopped after flushing and checkpointing."""
 
     exit_code = 130
+
+
+class StorageError(ExporterError):
+    """The output storage failed: a folder that cannot be created, a bucket out of reach, a lost upload."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class StorageAuthError(StorageError):
+    """The object store refused the credentials or the access."""
+
+    exit_code = 3
+
+
+class CommitError(ExporterError):
+    """The commit record and what the staging area holds disagree: nothing more is published."""
+
+
+class LeaseHeld(ExporterError):
+    """Another run of the same job holds the output's lease; this run touched nothing."""
+
+    exit_code = 4
+
+
+class LeaseLost(ExporterError):
+    """This run's lease was taken over (it stopped renewing in time); nothing is published."""

@@ -1,4 +1,4 @@
-"""Small filesystem primitives for durable, atomic publishing."""
+"""Small filesystem primitives for durable, atomic publishing (used by the local storage only)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import ctypes
 import ctypes.util
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +57,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write JSON to ``path`` via a temporary file, fsync and rename: never a torn file."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename: never a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    data = json.dumps(value, indent=2, sort_keys=False, default=str).encode()
     with open(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -71,10 +69,5 @@ def write_json_atomic(path: Path, value: Any) -> None:
     fsync_dir(path.parent)
 
 
-def read_json(path: Path) -> Any:
-    with open(path, "rb") as handle:
-        return json.load(handle)
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+def write_json_atomic(path: Path, value: Any) -> None:
+    write_bytes_atomic(path, json.dumps(value, indent=2, default=str).encode())

@@ -59,10 +59,13 @@ class JobSpec:
     path: Path
     name: str
     sources: tuple[SourceSpec, ...]
-    output: Path | None = None
+    output: str | None = None  # a folder or s3://BUCKET/PREFIX
     schema_drift: str = "evolve"
     log_format: str = "text"
     rows_per_file: int = 1_000_000
+    lease_ttl_seconds: float = 60.0
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
 
     def fingerprint(self) -> str:
         """A hash of everything that decides *what* a run fetches and how rows are shaped.
@@ -139,7 +142,8 @@ def load_job(path: str | Path, registry: dict[str, Any]) -> JobSpec:
 
 def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobSpec:
     where = str(path)
-    _no_unknown(raw, {"name", "output", "schema_drift", "log_format", "rows_per_file", "sources"}, where, "")
+    _no_unknown(raw, {"name", "output", "schema_drift", "log_format", "rows_per_file", "lease_ttl_seconds", "s3",
+                      "sources"}, where, "")
     name = _get(raw, "name", str, where, "", default=path.stem)
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise JobFileError(f"{where}: key 'name': use letters, digits, '-', '_' or '.' (got {name!r})")
@@ -147,8 +151,15 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
     log_format = _get(raw, "log_format", str, where, "", default="text", choices=LOG_FORMATS)
     rows_per_file = _get(raw, "rows_per_file", int, where, "", default=1_000_000, minimum=1000)
     output = raw.get("output")
-    if output is not None and not isinstance(output, str):
-        raise JobFileError(f"{where}: key 'output' must be a string (a directory)")
+    if output is not None and (not isinstance(output, str) or not output):
+        raise JobFileError(f"{where}: key 'output' must be a folder or s3://BUCKET/PREFIX")
+    lease_ttl = _get(raw, "lease_ttl_seconds", (int, float), where, "", default=60, minimum=2)
+    s3 = raw.get("s3", {})
+    if not isinstance(s3, dict):
+        raise JobFileError(f"{where}: key 's3' must be a table (endpoint_url, region)")
+    _no_unknown(s3, {"endpoint_url", "region"}, where, "s3.")
+    endpoint_url = _get(s3, "endpoint_url", str, where, "s3.", default=None)
+    region = _get(s3, "region", str, where, "s3.", default=None)
     sources_raw = raw.get("sources")
     if not isinstance(sources_raw, dict) or not sources_raw:
         raise JobFileError(f"{where}: needs at least one [sources.<name>] table ({', '.join(registry)})")
@@ -163,10 +174,13 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
         path=path,
         name=name,
         sources=tuple(sources),
-        output=Path(output) if output else None,
+        output=output or None,
         schema_drift=schema_drift,
         log_format=log_format,
         rows_per_file=rows_per_file,
+        lease_ttl_seconds=float(lease_ttl),
+        s3_endpoint_url=endpoint_url,
+        s3_region=region,
     )
 
 

@@ -1,39 +1,45 @@
-"""Parquet sink: streaming part files in a staging area, and the atomic publish of a snapshot.
+"""Dataset sink: streaming Parquet part files and the rejects log of one dataset, through storage.
 
-The sink knows nothing of HTTP. Layout of a published snapshot::
-
-    OUTPUT/<source>/<dataset>/snapshot_date=YYYY-MM-DD/part-00000.parquet
-                                                      /_manifest.json
-                                                      /_rejects.jsonl   (only if any)
-
-While a run writes, everything lives under ``OUTPUT/_staging/<job>/<run_id>/``, which no reader
-of ``OUTPUT/<source>/<dataset>/`` (nor a glob like ``OUTPUT/*/balances/**/*.parquet``) can see.
+The sink knows nothing of HTTP, nor where its partition will be published: it writes part files
+to the (staged) partition the commit protocol gives it, and reports what is durable.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .fsutil import exchange_dirs, fsync_dir, remove_tree
+from .schema import Converted, encode_json
+from .storage import Storage, Upload, join
+from .walk import Page
 
 log = logging.getLogger("exporter.sink")
 
-IN_PROGRESS_SUFFIX = ".inprogress"
+REJECTS_SEGMENT_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class PartFile:
-    """A closed, fsynced part file: its name inside the partition, row count and size."""
+    """A closed, durable part file: its name inside the partition, row count and size.
+
+    ``upload`` is what the storage needs to publish it later (a pending multipart upload on S3).
+    """
 
     name: str
     rows: int
     bytes: int
+    upload: dict[str, Any] | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {"name": self.name, "rows": self.rows, "bytes": self.bytes}
+
+    def state(self) -> dict[str, Any]:
+        return self.public() | ({"upload": self.upload} if self.upload else {})
 
 
 @dataclass(frozen=True)
@@ -54,36 +60,47 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
 
 
+def part_number(name: str) -> int:
+    """``part-00007.parquet`` and ``part-00007-<tag>.parquet`` are both part 7."""
+    return int(name.split("-")[1].split(".")[0])
+
+
 class DatasetWriter:
     """Streams tables of one dataset into Parquet part files, in bounded memory.
 
     Tables are buffered until a row group is full, written as one row group, and the file is
-    closed (fsynced, renamed from ``*.inprogress``) when it reaches ``rows_per_file`` or at a
-    checkpoint. ``parts`` are the files a resumed run already has; numbering continues after them.
-    A table that brings a new
-    column (schema drift, evolve mode) closes the current file: the next one has the wider schema.
+    finished (durable: fsynced and renamed from ``*.inprogress``, or its last part uploaded) when it
+    reaches ``rows_per_file`` or at a checkpoint. ``parts`` are the files a resumed run already has;
+    numbering continues after them. ``tag`` goes into every name (object storage: the run's token,
+    so that a rerun never overwrites a file an earlier snapshot's manifest lists).
+    A table that brings a new column (schema drift, evolve mode) closes the current file: the next
+    one has the wider schema.
     """
 
     def __init__(
         self,
-        directory: Path,
+        storage: Storage,
+        partition: str,
         schema: pa.Schema,
         settings: WriterSettings,
         *,
         parts: list[PartFile] | None = None,
+        tag: str = "",
     ) -> None:
-        self.directory = directory
+        self.storage = storage
+        self.partition = partition
         self.schema = schema
         self.settings = settings
+        self.tag = tag
         self.parts: list[PartFile] = list(parts or [])
-        self._next_part = 1 + max((int(p.name.split("-")[1].split(".")[0]) for p in self.parts), default=-1)
+        self._next_part = 1 + max((part_number(p.name) for p in self.parts), default=-1)
         self._writer: pq.ParquetWriter | None = None
-        self._path: Path | None = None
+        self._upload: Upload | None = None
+        self._name = ""
         self._file_rows = 0
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self.rows = sum(p.rows for p in self.parts)
-        directory.mkdir(parents=True, exist_ok=True)
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -140,11 +157,12 @@ class DatasetWriter:
                 self._close_file()
 
     def _open_file(self) -> None:
-        name = f"part-{self._next_part:05d}.parquet"
+        suffix = f"-{self.tag}" if self.tag else ""
+        self._name = f"part-{self._next_part:05d}{suffix}.parquet"
         self._next_part += 1
-        self._path = self.directory / (name + IN_PROGRESS_SUFFIX)
+        self._upload = self.storage.open_upload(join(self.partition, self._name))
         self._writer = pq.ParquetWriter(
-            self._path,
+            self._upload.target,
             self.schema,
             compression=self.settings.compression,
             use_dictionary=dictionary_columns(self.schema),
@@ -153,18 +171,14 @@ class DatasetWriter:
         self._file_rows = 0
 
     def _close_file(self) -> None:
-        if self._writer is None or self._path is None:
+        if self._writer is None or self._upload is None:
             return
         self._writer.close()
-        with open(self._path, "rb+") as handle:
-            os.fsync(handle.fileno())
-        final = self._path.with_name(self._path.name[: -len(IN_PROGRESS_SUFFIX)])
-        os.replace(self._path, final)
-        fsync_dir(self.directory)
-        part = PartFile(final.name, self._file_rows, final.stat().st_size)
-        self.parts.append(part)
+        state = self._upload.finish()
+        size = int(state.pop("bytes"))
+        self.parts.append(PartFile(self._name, self._file_rows, size, state or None))
         self._writer = None
-        self._path = None
+        self._upload = None
         self._file_rows = 0
 
     def checkpoint(self) -> None:
@@ -190,35 +204,106 @@ class DatasetWriter:
             except Exception:
                 pass
             self._writer = None
-        if self._path is not None:
-            self._path.unlink(missing_ok=True)
-            self._path = None
+        if self._upload is not None:
+            try:
+                self._upload.abort()
+            except Exception as exc:  # the next run prunes it
+                log.debug("could not abort %s: %s", self._upload.key, exc)
+            self._upload = None
 
 
-def discard_unfinished(directory: Path) -> None:
-    """Remove ``*.inprogress`` files left by a crash (never checkpointed, never published)."""
-    if directory.is_dir():
-        for path in directory.glob("*" + IN_PROGRESS_SUFFIX):
-            path.unlink(missing_ok=True)
+class RejectsLog:
+    """Rejected records as JSON lines, in segments under the staging area (object storage has no
+    append): a segment is written whole when it reaches 8 MiB or at a checkpoint. The commit joins
+    the segments into the partition's ``_rejects.jsonl``."""
+
+    def __init__(self, storage: Storage, prefix: str, segments: list[str]) -> None:
+        self.storage = storage
+        self.prefix = prefix
+        self.segments = list(segments)
+        self._buffer = bytearray()
+        keep = set(segments)
+        # segments written after the last checkpoint: their rows are fetched (and rejected) again
+        stale = [o.key for o in storage.list(prefix + "/") if o.key.rsplit("/", 1)[-1] not in keep]
+        storage.delete(stale)
+
+    def add(self, line: bytes) -> None:
+        self._buffer += line
+        if len(self._buffer) >= REJECTS_SEGMENT_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        name = f"rejects-{len(self.segments):05d}.jsonl"
+        self.storage.write_atomic(join(self.prefix, name), bytes(self._buffer))
+        self.segments.append(name)
+        self._buffer.clear()
 
 
-def publish_partition(staged: Path, target: Path) -> None:
-    """Move a staged partition directory into place, replacing any previous one atomically.
+class DatasetSink:
+    """Part files, rejects and manifest counters of one dataset of a run."""
 
-    On Linux the two directories are swapped with one ``renameat2(RENAME_EXCHANGE)``: a reader
-    sees the old snapshot or the new one, never a gap and never a mix. Elsewhere the old one is
-    renamed aside first (a gap of one rename). The old snapshot ends up at ``staged`` and is removed.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fsync_dir(staged)
-    if target.exists():
-        if not exchange_dirs(staged, target):
-            aside = staged.with_name(staged.name + ".old")
-            os.replace(target, aside)
-            os.replace(staged, target)
-            remove_tree(aside)
-        else:
-            remove_tree(staged)
-    else:
-        os.replace(staged, target)
-    fsync_dir(target.parent)
+    def __init__(self, key: str, storage: Storage, partition: str, rejects_prefix: str, state: dict[str, Any],
+                 settings: WriterSettings, schema: pa.Schema, *, tag: str = "") -> None:
+        self.key = key
+        self.storage = storage
+        self.partition = partition
+        self.state = state
+        parts = [PartFile(**p) for p in state.setdefault("parts", [])]
+        # what a crash left after the last checkpoint: those rows get fetched again
+        storage.prune_uploads(partition, [p.state() | (p.upload or {}) for p in parts], tag)
+        self.writer = DatasetWriter(storage, partition, schema, settings, parts=parts, tag=tag)
+        self._declared = frozenset(schema.names)
+        self.unknown = Counter(state.get("unknown_fields", {}))
+        self.withheld = set(state.get("withheld_fields", []))
+        self.rejects = Counter(state.get("rejects", {}))
+        self.rejected_rows = int(state.get("rejected_rows", 0))
+        self.null_tokens = Counter(state.get("null_tokens", {}))
+        self.rejects_log = RejectsLog(storage, rejects_prefix, state.get("rejects_segments", []))
+
+    def add(self, table: pa.Table, converted: Converted, page: Page) -> None:
+        self.writer.write(table)
+        # columns this dataset gained from fields the schema does not know, under the name it
+        # writes them (a projection may rename them, or not carry them at all: balances of
+        # Tradesync), with the rows that hold a value
+        for name in table.column_names:
+            if name not in self._declared:
+                self.unknown[name] += len(table) - table.column(name).null_count
+        self.withheld.update(converted.withheld_fields)
+        self.null_tokens.update(converted.null_tokens)
+        columns = set(table.column_names)
+        for reject in converted.rejects:
+            # a projection without the failed column (balances for open_trades) lost nothing
+            if not columns & set(reject.problems):
+                continue
+            self.rejects.update(reject.problems.keys())
+            self.rejected_rows += 1
+            line = {"fetched_at": page.fetched_at.isoformat(), "problems": reject.problems, "record": reject.record}
+            self.rejects_log.add(encode_json(line) + b"\n")  # numbers exactly as served
+
+    def make_durable(self) -> dict[str, Any]:
+        """Finish the open part file and write the pending rejects; return the state now true.
+
+        Runs in a writer thread; the caller applies the returned state to the checkpoint and saves
+        it together with the walk's progress, in one step, so the two never disagree.
+        """
+        self.writer.checkpoint()
+        self.rejects_log.flush()
+        return dict(
+            parts=[p.state() for p in self.writer.parts],
+            rejects_segments=list(self.rejects_log.segments),
+            unknown_fields=dict(self.unknown),
+            withheld_fields=sorted(self.withheld),
+            rejects=dict(self.rejects),
+            rejected_rows=self.rejected_rows,
+            null_tokens=dict(self.null_tokens),
+        )
+
+    def finish(self) -> dict[str, Any]:
+        """The last part file (an empty one for an empty dataset, so readers see its schema)."""
+        self.writer.close(keep_empty=True)
+        return self.make_durable()
+
+    def abort(self) -> None:
+        self.writer.abort()

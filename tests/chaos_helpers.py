@@ -303,10 +303,10 @@ def _arm_checkpoint_kill(k: int) -> None:
 
 
 def _arm_race_kill(k: int) -> None:
-    from exporter import runner
     from exporter.checkpoint import Checkpoint
+    from exporter.sink import DatasetSink
 
-    original_make_durable = runner._DatasetSink.make_durable
+    original_make_durable = DatasetSink.make_durable
     original_save = Checkpoint.save
     saved_by_another_thread = threading.Event()
     waiting: dict[str, int] = {}
@@ -328,7 +328,7 @@ def _arm_race_kill(k: int) -> None:
                     _die()
         return state
 
-    runner._DatasetSink.make_durable = make_durable  # type: ignore[method-assign]
+    DatasetSink.make_durable = make_durable  # type: ignore[method-assign]
     Checkpoint.save = save  # type: ignore[method-assign]
 
 

@@ -12,6 +12,7 @@ from exporter.errors import DataError
 from exporter.schema import PageConverter, empty_table
 from exporter.sink import DatasetWriter, WriterSettings
 from exporter.sources.tradesync import ACCOUNT
+from exporter.storage.local import LocalStorage
 
 RECORDS = [
     b'{"id":1,"currency":"USD","balance":10.25,"created_at":"2025-01-01T00:00:00Z"}',
@@ -29,10 +30,10 @@ def test_walked_ids_must_match_the_parsed_id_column() -> None:
 
 def test_text_columns_are_dictionary_encoded_and_numbers_are_not(tmp_path: Path) -> None:
     table = PageConverter(ACCOUNT).from_json_objects(RECORDS * 50).table
-    writer = DatasetWriter(tmp_path, table.schema, WriterSettings(row_group_rows=1000))
+    writer = DatasetWriter(LocalStorage(tmp_path), "part", table.schema, WriterSettings(row_group_rows=1000))
     writer.write(table)
     writer.close()
-    (part,) = tmp_path.glob("*.parquet")
+    (part,) = (tmp_path / "part").glob("*.parquet")
     meta = pq.read_metadata(part).row_group(0)
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
     assert "RLE_DICTIONARY" in encodings["currency"]

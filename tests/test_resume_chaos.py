@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from exporter.errors import CheckpointError
-from exporter.runner import RunOptions, _DatasetSink
+from exporter.runner import RunOptions
 from exporter.sandbox._sim_base import ChaosPlanner
 from exporter.sandbox.tradesync import ALL_FAULTS, TradesyncSimConfig
-from exporter.sink import DatasetWriter
+from exporter.sink import DatasetSink, DatasetWriter
 
 from .chaos_helpers import (
     LoggedRequest,
@@ -444,10 +444,10 @@ def test_a_failing_stream_does_not_abort_writers_still_in_use(tmp_path: Path, mo
     writing: set[int] = set()
     overlapped: list[str] = []
     trades_paused, failed, trades_aborted = threading.Event(), threading.Event(), threading.Event()
-    real_write, real_abort, real_add = DatasetWriter.write, DatasetWriter.abort, _DatasetSink.add
+    real_write, real_abort, real_add = DatasetWriter.write, DatasetWriter.abort, DatasetSink.add
 
     def is_trades(writer: DatasetWriter) -> bool:
-        return "trades" in writer.directory.parts
+        return "trades" in writer.partition.split("/")
 
     def write(self: DatasetWriter, table: Any) -> None:
         writing.add(id(self))
@@ -475,7 +475,7 @@ def test_a_failing_stream_does_not_abort_writers_still_in_use(tmp_path: Path, mo
 
     monkeypatch.setattr(DatasetWriter, "write", write)
     monkeypatch.setattr(DatasetWriter, "abort", abort)
-    monkeypatch.setattr(_DatasetSink, "add", add)
+    monkeypatch.setattr(DatasetSink, "add", add)
     with logged_simulator(sim_config()) as (url, _, _log), pytest.raises(OSError) as failure:
         run(chaos_job(), tmp_path, tradesync_env(url))
     assert failure.value.errno == errno.ENOSPC and trades_paused.is_set()
