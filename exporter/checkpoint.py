@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import CheckpointError
 from .fsutil import read_json, write_json_atomic
+from .names import name_problem, shown
 
 VERSION = 1
 FILE_NAME = "checkpoint.json"
@@ -62,6 +63,13 @@ class Checkpoint:
                 "(datasets, page size, options or schema mode changed); it cannot be resumed safely. "
                 "Rerun with --fresh to discard it"
             )
+        for key in ("run_id", "snapshot_date"):  # folder names of the staged partitions
+            problem = name_problem(raw.get(key))
+            if problem is not None:
+                raise CheckpointError(
+                    f"checkpoint {path}: {key} {shown(raw.get(key))} is not a valid name ({problem}); "
+                    "rerun with --fresh"
+                )
         return cls(
             path=path,
             job=raw["job"],
