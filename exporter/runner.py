@@ -30,7 +30,7 @@ import pyarrow as pa
 from . import __version__
 from .checkpoint import FILE_NAME, Checkpoint, merge_progress
 from .errors import CheckpointError, ExporterError, IncompleteRun, Interrupted
-from .fsutil import fsync_dir, remove_tree, write_json_atomic
+from .fsutil import fsync_dir, remove_staging_tree, write_json_atomic
 from .http import HttpClient
 from .jobs import JobSpec
 from .progress import Reporter
@@ -231,7 +231,7 @@ class Run:
         fingerprint = self.job.fingerprint()
         mode = self.options.resume
         if mode == "fresh" and self.staging_root.exists():
-            remove_tree(self.staging_root)
+            remove_staging_tree(self.output, self.staging_root)
         if path.exists():
             checkpoint = Checkpoint.load(path, job=self.job.name, fingerprint=fingerprint)
             checkpoint.save()  # count this attempt even if it fails before its first checkpoint
@@ -240,7 +240,7 @@ class Run:
         if mode == "require":
             raise CheckpointError(f"--resume: no checkpoint for job {self.job.name!r} under {self.staging_root}")
         if self.staging_root.exists():
-            remove_tree(self.staging_root)  # leftovers without a checkpoint hold nothing resumable
+            remove_staging_tree(self.output, self.staging_root)  # leftovers without a checkpoint hold nothing resumable
         now = self.options.now or datetime.now(UTC)
         checkpoint = Checkpoint(
             path=path,
@@ -298,7 +298,7 @@ class Run:
             )
         finished = datetime.now(UTC)
         datasets = self._publish(staging, sinks, results, finished)
-        remove_tree(self.staging_root)
+        remove_staging_tree(self.output, self.staging_root)
         with contextlib.suppress(OSError):
             self.staging_root.parent.rmdir()  # OUTPUT/_staging, if no other job is staging
         self.reporter.close()
