@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import CheckpointError
+from .names import name_problem, shown
 from .storage import Storage
 
 VERSION = 2
@@ -65,6 +66,13 @@ class Checkpoint:
                 "(datasets, page size, options or schema mode changed); it cannot be resumed safely. "
                 "Rerun with --fresh to discard it"
             )
+        for key in ("run_id", "snapshot_date"):  # folder names of the staged partitions
+            problem = name_problem(raw.get(key))
+            if problem is not None:
+                raise CheckpointError(
+                    f"checkpoint {where}: {key} {shown(raw.get(key))} is not a valid name ({problem}); "
+                    "rerun with --fresh"
+                )
         return cls(
             storage=storage,
             key=key,

@@ -66,6 +66,10 @@ class CheckpointError(ExporterError):
     exit_code = 2
 
 
+class UnsafeRemoval(ExporterError):
+    """A removal was asked for a path outside ``OUTPUT/_staging/``: refused, nothing was removed."""
+
+
 class Interrupted(ExporterError):
     """SIGINT/SIGTERM: the run stopped after flushing and checkpointing."""
 

@@ -6,8 +6,13 @@ import ctypes
 import ctypes.util
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
+
+from .errors import UnsafeRemoval
+
+STAGING_DIR = "_staging"
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -71,3 +76,33 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_json_atomic(path: Path, value: Any) -> None:
     write_bytes_atomic(path, json.dumps(value, indent=2, default=str).encode())
+
+
+def remove_staging_tree(output_root: Path, path: Path) -> None:
+    """Remove ``path`` only if it lies strictly inside ``output_root/_staging/``; else raise.
+
+    Defence in depth behind the name rule (:mod:`exporter.names`): whatever path reaches it, this
+    never removes the output root, the staging area itself or a published partition. The parent is
+    resolved (so ``..`` and symlinked parents cannot lead elsewhere) but ``path`` itself is not: a
+    symlink there is unlinked, never its target's contents. A missing ``path`` is nothing to do.
+    """
+
+    def refuse(why: str) -> UnsafeRemoval:
+        return UnsafeRemoval(f"refusing to remove {path}: {why}")
+
+    path = Path(path)
+    if ".." in path.parts:
+        raise refuse("it has a '..' component")
+    if path.name in ("", "."):
+        raise refuse("it does not name a folder inside the staging area")
+    staging = Path(output_root).resolve() / STAGING_DIR
+    if staging.is_symlink():
+        raise refuse(f"{staging} is a symlink, so its contents may be anything")
+    target = Path(os.path.abspath(path)).parent.resolve() / path.name
+    if target == staging or staging not in target.parents:
+        raise refuse(f"it is not inside {staging}")
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        target.unlink(missing_ok=True)
+    elif target.exists():
+        # rmtree unlinks the symlinks it meets below the top, never their targets' contents
+        shutil.rmtree(target, ignore_errors=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JobFileError
+from .names import check_name
 
 SCHEMA_DRIFT = ("evolve", "strict")
 LOG_FORMATS = ("text", "json")
@@ -111,6 +112,8 @@ class JobSpec:
                 )
             )
         if datasets:
+            for dataset in datasets:
+                check_name(dataset, str(self.path), "--dataset")
             known = {d for s in self.sources for d in s.datasets}
             unknown = sorted(set(datasets) - known)
             if unknown:
@@ -145,8 +148,8 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
     _no_unknown(raw, {"name", "output", "schema_drift", "log_format", "rows_per_file", "lease_ttl_seconds", "s3",
                       "sources"}, where, "")
     name = _get(raw, "name", str, where, "", default=path.stem)
-    if not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise JobFileError(f"{where}: key 'name': use letters, digits, '-', '_' or '.' (got {name!r})")
+    # the name is a folder (OUTPUT/_staging/<name>) that a run removes: '..' would be OUTPUT itself
+    check_name(name, where, "key 'name'" if "name" in raw else "key 'name' (not set, so the file name)")
     schema_drift = _get(raw, "schema_drift", str, where, "", default="evolve", choices=SCHEMA_DRIFT)
     log_format = _get(raw, "log_format", str, where, "", default="text", choices=LOG_FORMATS)
     rows_per_file = _get(raw, "rows_per_file", int, where, "", default=1_000_000, minimum=1000)
@@ -165,6 +168,7 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
         raise JobFileError(f"{where}: needs at least one [sources.<name>] table ({', '.join(registry)})")
     sources = []
     for kind, table in sources_raw.items():
+        check_name(kind, where, "key 'sources.<name>'")  # a published folder: OUTPUT/<source>/
         if kind not in registry:
             raise JobFileError(f"{where}: [sources.{kind}]: unknown source (known: {', '.join(registry)})")
         if not isinstance(table, dict):
@@ -194,6 +198,7 @@ def _parse_source(kind: str, table: dict[str, Any], source_cls: Any, where: str)
     if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
         raise JobFileError(f"{where}: key '{prefix}datasets' must be a non-empty list of names")
     for d in datasets:
+        check_name(d, where, f"key '{prefix}datasets'")  # a published folder: OUTPUT/<source>/<dataset>/
         if d not in all_datasets:
             raise JobFileError(
                 f"{where}: key '{prefix}datasets': unknown dataset {d!r} (known: {', '.join(all_datasets)})"

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ..errors import StorageError
+from ..errors import StorageError, UnsafeRemoval
 
 STAGING = "_staging"
 
@@ -102,7 +102,7 @@ def join(*parts: str) -> str:
     key = "/".join(p.strip("/") for p in parts if p)
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
-            raise StorageError(f"refusing the storage key {key!r}: it holds an empty, '.' or '..' segment")
+            raise UnsafeRemoval(f"refusing the storage key {key!r}: it holds an empty, '.' or '..' segment")
     return key
 
 

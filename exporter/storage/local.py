@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import StorageError
-from ..fsutil import exchange_dirs, fsync_dir, write_bytes_atomic
+from ..errors import StorageError, UnsafeRemoval
+from ..fsutil import exchange_dirs, fsync_dir, remove_staging_tree, write_bytes_atomic
 from . import STAGING, ObjectInfo, Storage, Upload, is_staging_key
 
 IN_PROGRESS_SUFFIX = ".inprogress"
@@ -98,6 +97,9 @@ class LocalStorage(Storage):
             self.path(key).unlink(missing_ok=True)
 
     def remove_staging(self, prefix: str) -> None:
+        if not is_staging_key(prefix.rstrip("/")):
+            where = self.root / STAGING
+            raise UnsafeRemoval(f"refusing to remove {self.path(prefix)}: it is not strictly inside {where}")
         remove_staging_tree(self.root, self.path(prefix))
 
     def open_upload(self, key: str) -> Upload:
@@ -175,27 +177,3 @@ class LocalLock:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing drops the lock
             self._fd = None
-
-
-def remove_staging_tree(root: Path, path: Path) -> None:
-    """Remove ``path`` only if it lies strictly inside ``root/_staging/`` once resolved.
-
-    Never the output root, never ``_staging`` itself, never a published partition, whatever name
-    reaches it; a symlink is unlinked, never followed.
-    """
-    staging = (root / STAGING).resolve()
-    try:
-        relative = path.relative_to(root)
-    except ValueError:
-        raise StorageError(f"refusing to remove {path}: it is not inside {root / STAGING}") from None
-    if not is_staging_key(relative.as_posix()):
-        raise StorageError(f"refusing to remove {path}: it is not strictly inside {root / STAGING}")
-    if path.is_symlink():
-        path.unlink()
-        return
-    if not path.exists():
-        return
-    resolved = path.resolve()
-    if resolved == staging or staging not in resolved.parents:
-        raise StorageError(f"refusing to remove {path}: it resolves to {resolved}, outside {staging}")
-    shutil.rmtree(resolved)

@@ -16,7 +16,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import IO, Any
 
-from ..errors import StorageAuthError, StorageError
+from ..errors import StorageAuthError, StorageError, UnsafeRemoval
 from . import ObjectInfo, Storage, Upload, basename, is_staging_key
 
 PART_BYTES = 8 * 1024 * 1024  # S3 wants >= 5 MiB for every part but the last
@@ -239,7 +239,7 @@ class S3Storage(Storage):
 
     def remove_staging(self, prefix: str) -> None:
         if not is_staging_key(prefix.rstrip("/")):
-            raise StorageError(f"refusing to remove {self.describe(prefix)}: it is not strictly inside _staging/")
+            raise UnsafeRemoval(f"refusing to remove {self.describe(prefix)}: it is not strictly inside _staging/")
         folder = prefix.rstrip("/") + "/"
         for key, upload_id in self.pending_uploads(folder):
             self.abort_upload(key, upload_id)
