@@ -117,9 +117,7 @@ class RunLease:
         """Name the run in the lease (a refused run prints it)."""
         self.holder["run_id"] = run_id
         if self._lock is not None:
-            self._lock.release()
-            if not self._lock.acquire(self._body()):  # pragma: no cover - we held it a moment ago
-                raise self._refuse(self._lock.holder())
+            self._lock.rewrite(self._body())
         else:
             self.renew()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -146,7 +147,11 @@ class LocalStorage(Storage):
 
 
 class LocalLock:
-    """An exclusive ``flock`` on a file, held by this process: a kill -9 releases it."""
+    """An exclusive ``flock`` on a file, held by this process: a kill -9 releases it.
+
+    The file is removed on release. A competitor that opened it just before may win the lock on
+    the removed file, so after locking it checks that the path still names the file it locked.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -154,17 +159,30 @@ class LocalLock:
 
     def acquire(self, holder: bytes) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder released and removed it meanwhile: lock the new one
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder, 0)
         os.fsync(fd)
         self._fd = fd
         return True
+
+    def rewrite(self, holder: bytes) -> None:
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, holder, 0)
 
     def holder(self) -> bytes:
         try:
@@ -174,6 +192,8 @@ class LocalLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            self.path.unlink(missing_ok=True)
             os.close(self._fd)  # closing drops the lock
             self._fd = None
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()  # _staging, unless another job stages or holds a lease
