@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .checkpoint import merge_progress
-from .errors import HTTPError, RetriesExhausted
+from .errors import DataError, HTTPError, RetriesExhausted
 from .http import HttpClient, Response
 from .pagination import KeysetWalker, OffsetWalker, split_id_range
 
@@ -183,13 +183,26 @@ class IdBatches:
         done = int(state.get("done_batches", 0))
         batches = [ids[i : i + self.batch] for i in range(0, len(ids), self.batch)]
         for number, chunk in enumerate(batches[done:], start=done + 1):
+            wanted, arrived = set(chunk), set()
             walker = KeysetWalker(self.batch)
-            while not walker.done:
+            finished = False
+            while not finished:
                 params = {self.param: ",".join(map(str, chunk)), **walker.next_params()}
                 page = await client.request("GET", self.path, params=params, decode=self.decode)
                 keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
-                progress = {"done_batches": number} if walker.done else {}
                 kept = slice(keep.start, keep.stop)
+                stray = set(page.ids[kept]) - wanted
+                if stray:
+                    # a server that ignores the filter would otherwise page through everything
+                    raise DataError(
+                        f"{self.path}?{self.param}=…: {len(stray)} rows not asked for (e.g. id {min(stray)}); "
+                        f"the server ignores the {self.param!r} filter"
+                    )
+                arrived.update(page.ids[kept])
+                # every id asked for has arrived: a full page says nothing more can follow (one
+                # request per batch instead of two)
+                finished = walker.done or arrived >= wanted
+                progress = {"done_batches": number} if finished else {}
                 await emit(Page(self.stream, objects=page.objects[kept], ids=page.ids[kept], progress=progress))
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import duckdb
 import pyarrow.dataset as ds
+import pytest
 
+from exporter.checkpoint import merge_progress
+from exporter.errors import DataError
+from exporter.runner import source_client
 from exporter.sandbox.tradesync import TradesyncSimConfig, tradesync_simulator
+from exporter.sources.tradesync import TradesyncSource, decode_list_page
+from exporter.walk import IdBatches, Page
 
 from .helpers import make_job, run, tradesync_env
 
@@ -65,3 +72,50 @@ def test_incremental_runs_see_new_trades_and_closes(tmp_path: Path) -> None:
     assert set(latest) == set(expected_now)
     assert all(latest[i] == expected_now[i]["state"] for i in latest)
     assert all(latest[i] == "closed" for i in closed_since)
+
+
+def refresh(url: str, ids: list[int], param: str = "ids") -> tuple[list[int], dict]:
+    """One by-id refresh walk over loopback HTTP, as the runner drives it: the ids it emitted, and its state."""
+    source = TradesyncSource(make_job({"tradesync": {"datasets": ["trades"]}}).sources[0])
+    emitted: list[int] = []
+    state: dict = {"ids": ids}
+
+    async def emit(page: Page) -> None:
+        emitted.extend(page.ids or ())
+        merge_progress(state, page.progress)
+
+    async def walk() -> None:
+        async with source_client(source, source.connection(tradesync_env(url))) as client:
+            await IdBatches("trades", "/trades", decode_list_page, batch=100, param=param).run(client, emit, state)
+
+    asyncio.run(walk())
+    return emitted, state
+
+
+@pytest.mark.parametrize(("max_limit", "requests"), [(1000, 9), (50, 17)])
+def test_the_refresh_stops_once_every_id_asked_for_has_arrived(max_limit: int, requests: int) -> None:
+    """812 ids in batches of 100: one request per batch (9, not 17: a full page of the ids asked
+    for cannot be followed by more). A server that pages at 50 needs two per batch, not three."""
+    config = TradesyncSimConfig(accounts=300, trades_per_account=10, rate_limit_rps=0, max_limit=max_limit)
+    with tradesync_simulator(config) as (url, sim):
+        ids = [t["id"] for t in sim.expected_trades()][::3][:812]
+        before = sim.state()["requests_total"]
+        emitted, state = refresh(url, ids)
+        assert sim.state()["requests_total"] - before == requests
+    assert len(ids) == 812 and emitted == ids and state["done_batches"] == 9
+
+
+def test_the_refresh_counts_missing_ids_and_refuses_rows_it_did_not_ask_for() -> None:
+    config = TradesyncSimConfig(accounts=300, trades_per_account=10, rate_limit_rps=0)
+    with tradesync_simulator(config) as (url, sim):
+        known = [t["id"] for t in sim.expected_trades()]
+        gone = [i + 1 for i in known[500:540] if i + 1 not in set(known)][:5]  # ids that do not exist
+        assert len(gone) == 5
+        asked = sorted(known[400:495] + gone + known[600:650])
+        before = sim.state()["requests_total"]
+        emitted, _ = refresh(url, asked)
+        assert sim.state()["requests_total"] - before == 2  # each batch short of its limit: done
+        assert emitted == [i for i in asked if i not in gone]
+        # a server that ignores the filter (here: a parameter it does not know) serves other trades
+        with pytest.raises(DataError, match="ignores the 'id_list' filter"):
+            refresh(url, known[1000:1100], param="id_list")
