@@ -32,6 +32,7 @@ from .checkpoint import FILE_NAME, Checkpoint, merge_progress
 from .errors import CheckpointError, ExporterError, IncompleteRun, Interrupted
 from .fsutil import fsync_dir, remove_tree, write_json_atomic
 from .http import HttpClient
+from .incremental import cursor_after_walk, pick_latest, seed_walk_state, with_observation
 from .jobs import JobSpec
 from .progress import Reporter
 from .schema import Converted, PageConverter, empty_table, encode_json
@@ -364,9 +365,8 @@ class Run:
         if stream.incremental and "seeded" not in stream_state:
             previous = find_cursor(self.output / source.kind / stream.folder(next(iter(stream.outputs))),
                                    stream.incremental)
+            stream_state["walk"] = seed_walk_state(previous)
             if previous is not None:
-                stream_state["walk"] = {"new": {"after": previous["last_id"]},
-                                        "refresh": {"ids": previous["open_ids"]}}
                 log.info("%s: incremental from id %s, refreshing %d open trades", stream_key,
                          previous["last_id"], len(previous["open_ids"]))
             stream_state["seeded"] = True
@@ -386,6 +386,8 @@ class Run:
             return converter.from_records(page.records or [])
 
         def write(page: Page, converted: Converted) -> None:
+            if stream.incremental:  # what the walk saw (every row, before any filter) moves the cursor
+                page.progress = with_observation(page.progress, converted.table)
             for sink, project in zip(own, stream.outputs.values(), strict=True):
                 sink.add(project(converted.table, page), converted, page)
 
@@ -496,10 +498,10 @@ class Run:
             manifest = build_manifest(self, source, [r for r in out if r.source == source], results, finished)
             for dataset, _sink in items:
                 staged = self._partition(staging, source, dataset)
-                folder, incremental, stream_key = self._layout[f"{source}/{dataset}"]
+                _folder, incremental, stream_key = self._layout[f"{source}/{dataset}"]
                 if incremental:
                     walk = self.checkpoint.streams.get(stream_key, {}).get("walk", {})
-                    cursor = next_cursor(staged, incremental, self.output / source / folder, walk)
+                    cursor = cursor_after_walk(incremental, walk)
                     write_json_atomic(staged / CURSOR_FILE, cursor | {"run_id": self.checkpoint.run_id})
                     manifest = manifest | {"incremental": {dataset: cursor | {"open_ids": len(cursor["open_ids"])}}}
                 write_json_atomic(staged / "_manifest.json", manifest)
@@ -525,36 +527,14 @@ CURSOR_FILE = "_cursor.json"
 
 
 def find_cursor(folder: Path, key: str) -> dict[str, Any] | None:
-    """The newest published cursor of an incremental table (``run_id`` sorts by time)."""
-    best: dict[str, Any] | None = None
+    """The newest published cursor of an incremental table."""
+    cursors = []
     for path in folder.glob(f"snapshot_date=*/run_id=*/{CURSOR_FILE}"):
         try:
-            cursor = json.loads(path.read_text())
+            cursors.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
-        if cursor.get("key") == key and (best is None or cursor.get("run_id", "") > best.get("run_id", "")):
-            best = cursor
-    return best
-
-
-def next_cursor(staged: Path, key: str, folder: Path, walk: dict[str, Any]) -> dict[str, Any]:
-    """After this run: the highest id covered, and the ids still open (to refresh next time)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    previous = find_cursor(folder, key)
-    candidates = [previous["last_id"]] if previous and previous.get("last_id") is not None else []
-    if walk.get("new", {}).get("highest") is not None:
-        candidates.append(int(walk["new"]["highest"]))  # the snapshot bound probed at the start
-    open_ids: set[int] = set()
-    for part in sorted(staged.glob("part-*.parquet")):
-        table = pq.read_table(part, columns=["id", "state"])
-        if table.num_rows:
-            candidates.append(pc.max(table.column("id")).as_py())
-            still_open = table.filter(pc.equal(table.column("state"), "open")).column("id")
-            open_ids.update(still_open.to_pylist())
-    last_id = max((c for c in candidates if c is not None), default=None)
-    return {"key": key, "last_id": last_id, "open_ids": sorted(open_ids)}
+    return pick_latest((c for c in cursors if isinstance(c, dict)), key)
 
 
 def build_manifest(

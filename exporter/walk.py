@@ -52,12 +52,16 @@ def combine(pages: list[Page]) -> Page:
     for page in pages:
         merge_progress(progress, page.progress)
     first = pages[0]
+    if any(page.context != first.context for page in pages):
+        # a projection may depend on the context (an incremental table's filter): never guess one
+        raise ValueError(f"{first.stream}: pages with different contexts cannot be combined")
+    common = dict(fetched_at=pages[-1].fetched_at, progress=progress, context=first.context)
     if first.objects is not None:
         objects = [o for page in pages for o in (page.objects or ())]
         ids = None if any(p.ids is None for p in pages) else [i for p in pages for i in p.ids or ()]
-        return Page(first.stream, objects=objects, ids=ids, fetched_at=pages[-1].fetched_at, progress=progress)
+        return Page(first.stream, objects=objects, ids=ids, **common)
     records = [r for page in pages for r in (page.records or ())]
-    return Page(first.stream, records=records, fetched_at=pages[-1].fetched_at, progress=progress)
+    return Page(first.stream, records=records, **common)
 
 
 @dataclass
@@ -216,9 +220,14 @@ class IncrementalCollection:
     refresh: IdBatches
 
     async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+        # every page carries the previous cursor's last_id: a projection tells refreshed rows
+        # (at or below it) from new ones (above it)
+        context = {"after": state.get("new", {}).get("after")}
+
         def wrapped(part: str) -> Emit:
             async def emit_part(page: Page) -> None:
                 page.progress = {part: page.progress} if page.progress else {}
+                page.context = context
                 await emit(page)
 
             return emit_part
