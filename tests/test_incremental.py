@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -13,7 +14,7 @@ import pytest
 from exporter.checkpoint import merge_progress
 from exporter.errors import DataError, RetriesExhausted
 from exporter.runner import source_client
-from exporter.sandbox.tradesync import TradesyncSimConfig, tradesync_simulator
+from exporter.sandbox.tradesync import NEW_TRADE_FIELD, TradesyncSimConfig, tradesync_simulator
 from exporter.sources.tradesync import TRADE, TradesyncSource, decode_list_page
 from exporter.walk import IdBatches, Page
 
@@ -164,6 +165,36 @@ def test_a_resumed_run_keeps_what_its_durable_pages_saw(tmp_path: Path) -> None:
     }
     latest = latest_rows(folder)
     assert set(latest) == {i for i, t in api.items() if t["state"] == "closed"}
+
+
+def test_the_latest_state_query_reads_runs_whose_columns_differ(tmp_path: Path) -> None:
+    """Schema drift between runs: the first run's trades carry a field the contract lacks, the
+    second run's do not. The README's query (union_by_name) still gives every trade's latest row."""
+    config = TradesyncSimConfig(accounts=300, trades_per_account=10, rate_limit_rps=0)
+    folder = tmp_path / "tradesync" / "trades_incremental"
+    with tradesync_simulator(replace(config, trade_new_field=True)) as (url, sim):
+        first = run(job(), tmp_path, tradesync_env(url))
+        at_first = {t["id"]: t for t in sim.expected_trades()}
+    # the data is a function of the seed and the clock: a second simulator three days on serves
+    # the same trades, now without the field
+    with tradesync_simulator(config) as (url, sim):
+        sim.advance(3 * 86_400)
+        second = run(job(), tmp_path, tradesync_env(url))
+        api = {t["id"]: t for t in sim.expected_trades()}
+
+    def columns(run_id: str) -> set[str]:
+        part = next(folder.glob(f"snapshot_date=*/run_id={run_id}"))
+        return set(ds.dataset(part, format="parquet").schema.names)
+
+    assert NEW_TRADE_FIELD in columns(first.run_id) and NEW_TRADE_FIELD not in columns(second.run_id)
+    latest = latest_rows(folder)
+    assert set(latest) == set(api)
+    assert_rows_are_the_api_state(latest, api)
+    refetched = {i for i, t in at_first.items() if t["state"] == "open"} | (set(api) - set(at_first))
+    for trade_id, row in latest.items():
+        # the field's JSON text where the latest row is the first run's, null where it is the second's
+        want = None if trade_id in refetched else str(at_first[trade_id][NEW_TRADE_FIELD])
+        assert row[NEW_TRADE_FIELD] == want, trade_id
 
 
 def refresh(url: str, ids: list[int], param: str = "ids") -> tuple[list[int], dict]:
