@@ -20,6 +20,7 @@ from typing import Any
 from .checkpoint import merge_progress
 from .errors import IncompleteRun
 from .http import HttpClient
+from .incremental import with_observation
 from .progress import Reporter
 from .schema import Converted, PageConverter
 from .sink import DatasetSink
@@ -70,6 +71,8 @@ class StreamPipeline:
             return converter.from_records(page.records or [])
 
         def write(page: Page, converted: Converted) -> None:
+            if stream.incremental:  # what the walk saw (every row, before any filter) moves the cursor
+                page.progress = with_observation(page.progress, converted.table)
             for sink, project in zip(sinks, stream.outputs.values(), strict=True):
                 sink.add(project(converted.table, page), converted, page)
 

@@ -26,6 +26,7 @@ from .checkpoint import Checkpoint
 from .commit import CURSOR, Committer, PartitionPlan
 from .errors import CheckpointError, ExporterError, Interrupted
 from .http import HttpClient
+from .incremental import cursor_after_walk, pick_latest, seed_walk_state
 from .jobs import JobSpec
 from .lease import RunLease
 from .manifest import DatasetResult, RunInfo, build_manifest
@@ -280,8 +281,8 @@ class Run:
         if stream.incremental and "seeded" not in state:
             previous = find_cursor(self.storage, join(source.kind, stream.folder(next(iter(stream.outputs)))),
                                    stream.incremental)
+            state["walk"] = seed_walk_state(previous)
             if previous is not None:
-                state["walk"] = {"new": {"after": previous["last_id"]}, "refresh": {"ids": previous["open_ids"]}}
                 log.info("%s: incremental from id %s, refreshing %d open trades", stream_key,
                          previous["last_id"], len(previous["open_ids"]))
             state["seeded"] = True
@@ -333,8 +334,7 @@ class Run:
                 documents: dict[str, Any] = {}
                 if stream.incremental:
                     walk = checkpoint.streams.get(stream_key, {}).get("walk", {})
-                    cursor = next_cursor(self.storage, sink, stream.incremental,
-                                         join(source, stream.folder(result.dataset)), walk)
+                    cursor = cursor_after_walk(stream.incremental, walk)
                     documents[CURSOR] = cursor | {"run_id": checkpoint.run_id}
                     manifest = manifest | {
                         "incremental": {result.dataset: cursor | {"open_ids": len(cursor["open_ids"])}}
@@ -357,39 +357,15 @@ class Run:
 
 
 def find_cursor(storage: Storage, folder: str, key: str) -> dict[str, Any] | None:
-    """The newest published cursor of an incremental table (``run_id`` sorts by time)."""
-    best: dict[str, Any] | None = None
+    """The newest published cursor of an incremental table."""
+    cursors = []
     for found in storage.list(folder + "/"):
-        if not found.key.endswith("/" + CURSOR) or "/run_id=" not in found.key:
-            continue
-        try:
-            cursor = json.loads(storage.read(found.key) or b"")
-        except ValueError:
-            continue
-        if cursor.get("key") == key and (best is None or cursor.get("run_id", "") > best.get("run_id", "")):
-            best = cursor
-    return best
-
-
-def next_cursor(storage: Storage, sink: DatasetSink, key: str, folder: str, walk: dict[str, Any]) -> dict[str, Any]:
-    """After this run: the highest id covered, and the ids still open (to refresh next time)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    previous = find_cursor(storage, folder, key)
-    candidates = [previous["last_id"]] if previous and previous.get("last_id") is not None else []
-    if walk.get("new", {}).get("highest") is not None:
-        candidates.append(int(walk["new"]["highest"]))  # the snapshot bound probed at the start
-    open_ids: set[int] = set()
-    for part in sink.writer.parts:
-        with storage.open_read(join(sink.partition, part.name)) as handle:
-            table = pq.read_table(handle, columns=["id", "state"])
-        if table.num_rows:
-            candidates.append(pc.max(table.column("id")).as_py())
-            still_open = table.filter(pc.equal(table.column("state"), "open")).column("id")
-            open_ids.update(still_open.to_pylist())
-    last_id = max((c for c in candidates if c is not None), default=None)
-    return {"key": key, "last_id": last_id, "open_ids": sorted(open_ids)}
+        if found.key.endswith("/" + CURSOR) and "/run_id=" in found.key:
+            try:
+                cursors.append(json.loads(storage.read(found.key) or b""))
+            except ValueError:
+                continue
+    return pick_latest((c for c in cursors if isinstance(c, dict)), key)
 
 
 def _public_url(url: str) -> str:

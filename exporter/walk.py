@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .checkpoint import merge_progress
-from .errors import HTTPError, RetriesExhausted
+from .errors import DataError, HTTPError, RetriesExhausted
 from .http import HttpClient, Response
 from .pagination import KeysetWalker, OffsetWalker, split_id_range
 
@@ -52,12 +52,16 @@ def combine(pages: list[Page]) -> Page:
     for page in pages:
         merge_progress(progress, page.progress)
     first = pages[0]
+    if any(page.context != first.context for page in pages):
+        # a projection may depend on the context (an incremental table's filter): never guess one
+        raise ValueError(f"{first.stream}: pages with different contexts cannot be combined")
+    common = dict(fetched_at=pages[-1].fetched_at, progress=progress, context=first.context)
     if first.objects is not None:
         objects = [o for page in pages for o in (page.objects or ())]
         ids = None if any(p.ids is None for p in pages) else [i for p in pages for i in p.ids or ()]
-        return Page(first.stream, objects=objects, ids=ids, fetched_at=pages[-1].fetched_at, progress=progress)
+        return Page(first.stream, objects=objects, ids=ids, **common)
     records = [r for page in pages for r in (page.records or ())]
-    return Page(first.stream, records=records, fetched_at=pages[-1].fetched_at, progress=progress)
+    return Page(first.stream, records=records, **common)
 
 
 @dataclass
@@ -183,13 +187,26 @@ class IdBatches:
         done = int(state.get("done_batches", 0))
         batches = [ids[i : i + self.batch] for i in range(0, len(ids), self.batch)]
         for number, chunk in enumerate(batches[done:], start=done + 1):
+            wanted, arrived = set(chunk), set()
             walker = KeysetWalker(self.batch)
-            while not walker.done:
+            finished = False
+            while not finished:
                 params = {self.param: ",".join(map(str, chunk)), **walker.next_params()}
                 page = await client.request("GET", self.path, params=params, decode=self.decode)
                 keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
-                progress = {"done_batches": number} if walker.done else {}
                 kept = slice(keep.start, keep.stop)
+                stray = set(page.ids[kept]) - wanted
+                if stray:
+                    # a server that ignores the filter would otherwise page through everything
+                    raise DataError(
+                        f"{self.path}?{self.param}=…: {len(stray)} rows not asked for (e.g. id {min(stray)}); "
+                        f"the server ignores the {self.param!r} filter"
+                    )
+                arrived.update(page.ids[kept])
+                # every id asked for has arrived: a full page says nothing more can follow (one
+                # request per batch instead of two)
+                finished = walker.done or arrived >= wanted
+                progress = {"done_batches": number} if finished else {}
                 await emit(Page(self.stream, objects=page.objects[kept], ids=page.ids[kept], progress=progress))
 
 
@@ -203,9 +220,14 @@ class IncrementalCollection:
     refresh: IdBatches
 
     async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+        # every page carries the previous cursor's last_id: a projection tells refreshed rows
+        # (at or below it) from new ones (above it)
+        context = {"after": state.get("new", {}).get("after")}
+
         def wrapped(part: str) -> Emit:
             async def emit_part(page: Page) -> None:
                 page.progress = {part: page.progress} if page.progress else {}
+                page.context = context
                 await emit(page)
 
             return emit_part

@@ -179,6 +179,9 @@ class TradesyncSimConfig:
     drift: str | None = None
     huge_values: bool = True
     new_accounts_per_hour: int = 0
+    # schema drift on trades (test-only): every trade carries ``strategy``, a field the contract
+    # lacks. A data knob like the others: the same seed with and without it serves the same trades
+    trade_new_field: bool = False
 
     def __post_init__(self) -> None:
         if self.code_case not in CODE_CASES:
@@ -1045,7 +1048,17 @@ class TradesyncSimulator:
     # ---- trade rows ---------------------------------------------------------
 
     def _trade_rows(self, rows: np.ndarray, view: _BookView, as_decimal: bool) -> list[dict[str, Any]]:
-        return _rows(TRADE_KEYS, self._trade_columns(rows, view), as_decimal)
+        out = _rows(TRADE_KEYS, self._trade_columns(rows, view), as_decimal)
+        if self.config.trade_new_field:
+            for row in out:
+                row[NEW_TRADE_FIELD] = new_trade_field_value(row["id"])
+        return out
+
+    def _trade_payload(self, rows: np.ndarray, view: _BookView) -> list[Any]:
+        """Rows ready for the JSON encoder; drifted rows carry one more key, so they stay dicts."""
+        if self.config.trade_new_field:
+            return self._trade_rows(rows, view, False)
+        return _structs(_TRADE_STRUCT, self._trade_columns(rows, view))
 
     def _trade_columns(self, rows: np.ndarray, view: _BookView) -> list[Column]:
         b = self._book
@@ -1119,7 +1132,7 @@ class TradesyncSimulator:
         pos = _paginate(ids, q)
         rows = pos if cand is None else cand[pos]
         last_id = int(ids[pos[-1]]) if len(pos) else None
-        return self._list_body(_structs(_TRADE_STRUCT, self._trade_columns(rows, view)), q, last_id)
+        return self._list_body(self._trade_payload(rows, view), q, last_id)
 
     def _trade_candidates(self, view: _BookView, q: _Query) -> np.ndarray | None:
         """Visible row positions matching the filters, ascending; None means every visible row."""
@@ -1406,6 +1419,12 @@ _ANALYSIS_FIELDS = (
     "sum_loss", "longs_won", "shorts_won", "best_trade", "worst_trade",
 )
 _ACCOUNT_STRUCT = _row_struct("TradesyncAccount", ACCOUNT_KEYS)
+NEW_TRADE_FIELD = "strategy"
+
+
+def new_trade_field_value(trade_id: int) -> int:
+    """The ``strategy`` of a trade under ``trade_new_field``: a small integer derived from its id."""
+    return trade_id % 97
 _TRADE_STRUCT = _row_struct("TradesyncTrade", TRADE_KEYS)
 DAILY_KEYS = ("id", "account_id", "date", "running_balance", "profit_loss", "running_profit_loss",
               "running_growth", "lots")

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from ..errors import AuthError, DataError
 from ..http import ClientSettings, HttpClient, Response
+from ..incremental import cursor_key, written_rows
 from ..jobs import Option, SourceSpec
 from ..schema import RecordSchema, columns
 from ..walk import IdBatches, IncrementalCollection, KeysetCollection, KeysetPage, Page
@@ -180,7 +181,7 @@ class TradesyncSource:
     DEFAULT_PAGE_SIZE = 1000
     OPTIONS = {
         "parallel_walks": Option(int, 0, "id ranges walked at once per collection; 0 = auto", minimum=0),
-        "trades_state": Option(str, "all", "which trades to fetch", choices=("all", "open", "closed")),
+        "trades_state": Option(str, "all", "which trades to export", choices=("all", "open", "closed")),
         "trades_mode": Option(
             str, "snapshot", "snapshot: every trade each run; incremental: new ids + refresh of open ones",
             choices=("snapshot", "incremental"),
@@ -239,16 +240,25 @@ class TradesyncSource:
             walk = KeysetCollection("accounts", "/accounts", decode_list_page, page_size, walkers=walkers)
             out.append(Stream("accounts", ACCOUNT, walk, account_outputs))
         if "trades" in chosen:
-            params: dict[str, str] = {}
             state = self.spec.options.get("trades_state", "all")
-            if state != "all":
-                params["state"] = state
-            walk = KeysetCollection("trades", "/trades", decode_list_page, page_size, params, walkers=walkers)
             if self.spec.options.get("trades_mode") == "incremental":
-                refresh = IdBatches("trades", "/trades", decode_list_page)
-                key = "trades" + "".join(f"&{k}={v}" for k, v in sorted(params.items()))
-                out.append(Stream("trades", TRADE, IncrementalCollection(walk, refresh), {"trades": identity},
-                                  incremental=key))
+                out.append(self._incremental_trades(state, page_size, walkers))
             else:
+                params = {} if state == "all" else {"state": state}
+                walk = KeysetCollection("trades", "/trades", decode_list_page, page_size, params, walkers=walkers)
                 out.append(Stream("trades", TRADE, walk, {"trades": identity}))
         return out
+
+    @staticmethod
+    def _incremental_trades(state: str, page_size: int, walkers: int) -> Stream:
+        """Both walks fetch every state, whatever ``trades_state`` says: the cursor must see the open
+        trades to refresh them later (a ``closed`` table gets them once they close). The filter
+        applies to the rows written."""
+        walk = KeysetCollection("trades", "/trades", decode_list_page, page_size, walkers=walkers)
+        refresh = IdBatches("trades", "/trades", decode_list_page)
+
+        def written(table: pa.Table, page: Page) -> pa.Table:
+            return written_rows(table, state, page.context.get("after"))
+
+        return Stream("trades", TRADE, IncrementalCollection(walk, refresh), {"trades": written},
+                      incremental=cursor_key("trades", state))
