@@ -574,6 +574,7 @@ def build_manifest(
         "exporter_version": __version__,
         "resumed": run.checkpoint.resumed,
         "schema_drift": run.job.schema_drift,
+        "source_settings": next(s.manifest_extra() for s in run.sources if s.kind == source),
         "datasets": {
             d.dataset: {
                 "rows": d.rows,
