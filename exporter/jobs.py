@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class Option:
     help: str = ""
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    # a further test of a given value: raises ValueError whose text says what is wrong
+    check: Callable[[Any], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,12 @@ def _parse_source(kind: str, table: dict[str, Any], source_cls: Any, where: str)
         key: _get(table, key, opt.type, where, prefix, default=opt.default, choices=opt.choices, minimum=opt.minimum)
         for key, opt in options_spec.items()
     }
+    for key, opt in options_spec.items():
+        if opt.check is not None and key in table:
+            try:
+                opt.check(options[key])
+            except ValueError as exc:
+                raise JobFileError(f"{where}: key '{prefix}{key}': {exc}") from None
     sandbox = table.get("sandbox")
     if sandbox is not None and not isinstance(sandbox, dict):
         raise JobFileError(f"{where}: key '{prefix}sandbox' must be a table of simulator settings")

@@ -60,6 +60,7 @@ def build_manifest(run: RunInfo, source: str, datasets: list[DatasetResult], sou
         "exporter_version": __version__,
         "resumed": run.resumed,
         "schema_drift": run.schema_drift,
+        "source_settings": source_info.get("settings", {}),
         "datasets": {
             d.dataset: {
                 "rows": d.rows,

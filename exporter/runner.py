@@ -248,6 +248,7 @@ class Run:
             results[source.kind] = {
                 "requests": client.stats.as_dict() | {"peak_in_flight": client.peak_in_flight},
                 "base_url": _public_url(client.settings.base_url),
+                "settings": source.manifest_extra(),
             }
 
     def _pipeline(self, source: Source, stream: Stream) -> StreamPipeline | None:

@@ -22,9 +22,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pyarrow as pa
@@ -71,6 +72,7 @@ class Column:
     kind: str
     key: str | None = None
     fmt: str | None = None  # strptime format for text timestamps/dates (TraderEvolution reports)
+    zone: tzinfo | None = None  # the zone text timestamps without an offset are read in (None: UTC)
 
     @property
     def source_key(self) -> str:
@@ -323,7 +325,7 @@ def convert_value(column: Column, value: Any) -> Any:
     if kind == "decimal":
         return _to_decimal(value)
     if kind == "timestamp":
-        return parse_timestamp(value, column.fmt)
+        return parse_timestamp(value, column.fmt, column.zone)
     if kind == "date":
         return _to_date(value, column.fmt)
     if kind == "bool":
@@ -370,9 +372,10 @@ def _to_decimal(value: Any) -> Decimal:
     return number
 
 
-def parse_timestamp(value: Any, fmt: str | None = None) -> datetime:
-    """UTC datetime from ISO-8601 (``Z``, offsets, a space, fractions; naive means UTC),
-    epoch milliseconds (an integer), or text in ``fmt`` (a ``strptime`` format)."""
+def parse_timestamp(value: Any, fmt: str | None = None, zone: tzinfo | None = None) -> datetime:
+    """UTC datetime from ISO-8601 (``Z``, offsets, a space, fractions), epoch milliseconds (an
+    integer), or text in ``fmt`` (a ``strptime`` format). Text without an offset is a wall-clock
+    time in ``zone`` (UTC when None), see :func:`from_wall_clock`."""
     if isinstance(value, bool):
         raise TypeError("expected a timestamp, got a boolean")
     if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
@@ -381,9 +384,37 @@ def parse_timestamp(value: Any, fmt: str | None = None) -> datetime:
         raise TypeError(f"expected a timestamp, got {type(value).__name__}")
     text = value.strip()
     parsed = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
+    if parsed.tzinfo is not None:
+        return parsed.astimezone(UTC)
+    if zone is None or zone is UTC:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return from_wall_clock(parsed, zone)
+
+
+def from_wall_clock(local: datetime, zone: tzinfo) -> datetime:
+    """The UTC instant a naive wall-clock time in ``zone`` stands for.
+
+    A time the clocks pass twice (the repeated hour when daylight saving ends) is the *earlier*
+    instant (``fold=0``), the same answer every run. A time the clocks skip (the hour lost when
+    daylight saving starts) names no instant: ValueError, so the value is rejected, not shifted.
+    """
+    instant = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    # zoneinfo maps a skipped time with the offset before the change; only a round trip shows it
+    if instant.astimezone(zone).replace(tzinfo=None) != local:
+        raise ValueError(f"{local.isoformat(sep=' ')} does not exist in {zone} (the clocks skip it)")
+    return instant
+
+
+def time_zone(name: str) -> tzinfo:
+    """An IANA zone by name (``UTC``, ``Europe/Nicosia``); ValueError naming it when unknown."""
+    if name == "UTC":
+        return UTC
+    if name == "localtime":  # a file some systems ship: the machine's zone, not the server's
+        raise ValueError("'localtime' is this machine's zone; name the server's zone (e.g. Europe/Nicosia)")
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError, OSError):  # not found, not a relative key, a folder or no TZif file
+        raise ValueError(f"unknown time zone {name!r} (an IANA name such as UTC or Europe/Nicosia)") from None
 
 
 def _to_date(value: Any, fmt: str | None) -> date:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -575,3 +576,29 @@ def test_money_is_served_as_exact_two_decimal_numbers() -> None:
         amounts = re.findall(rb'"amount":(-?[0-9.eE+]+)', raw)
         assert amounts and all(re.fullmatch(rb"-?\d+(\.\d{1,2})?", a) for a in amounts)
         assert not re.search(rb'"amount":-?0\.0[,}]', raw)  # zero is the integer 0
+
+
+def test_report_times_are_written_in_report_timezone() -> None:
+    # Nicosia changes its clocks at 01:00Z on 2024-03-31 and 2024-10-27: rows on both sides of both
+    zone = ZoneInfo("Europe/Nicosia")
+    moments = [datetime(2024, 3, 31, 1, tzinfo=UTC) + timedelta(seconds=s) for s in (-1, 0)]
+    moments += [datetime(2024, 10, 27, 1, tzinfo=UTC) + timedelta(minutes=m) for m in (-90, -30, 30, 90)]
+    sim = TraderEvolutionSimulator(TraderEvolutionSimConfig(
+        users=2, positions_per_account=10, sim_start=datetime(2024, 11, 1, tzinfo=UTC), history_days=240,
+        report_timezone="Europe/Nicosia", events_at=tuple(moments)))
+    headers, rows = sim.expected_report(TRADES, *ALL_TIME.values())
+    instants = sim.expected_trade_instants(*ALL_TIME.values())
+    assert len(rows) == len(instants) > len(moments) and set(moments) <= set(instants.values())
+    for row in rows:
+        local = instants[row[headers.index("tradeid")]].astimezone(zone)
+        assert row[headers.index("time")] == local.strftime("%d.%m.%Y %H:%M:%S")
+    pinned = sorted(r[headers.index("time")] for r in rows if instants[r[headers.index("tradeid")]] in moments)
+    assert pinned == ["27.10.2024 02:30:00", "27.10.2024 03:30:00", "27.10.2024 03:30:00", "27.10.2024 04:30:00",
+                      "31.03.2024 02:59:59", "31.03.2024 04:00:00"]
+
+
+def test_unknown_report_timezone_and_misplaced_events_are_refused() -> None:
+    with pytest.raises(ValueError, match="report_timezone"):
+        TraderEvolutionSimConfig(report_timezone="Mars/Olympus")
+    with pytest.raises(ValueError, match="events_at"):
+        TraderEvolutionSimConfig(events_at=(datetime(2020, 1, 1, tzinfo=UTC),))

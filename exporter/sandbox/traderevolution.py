@@ -38,6 +38,14 @@ too) over all rows that match the filters, before paging; report latency
 served; filters other than ``accountId``, ``login`` and ``assetName`` are
 accepted and ignored; ``hh`` in a date format is the 12-hour clock as in
 Java, ``DD``/``YYYY`` mean day of month/year as in moment.js.
+
+Report time cells are the true instants written as wall-clock times in
+``report_timezone`` (an IANA name, default UTC), as a back office running on
+local time writes them; JSON entities keep epoch milliseconds. ``events_at``
+places a deposit and a position opening of the first account at chosen
+instants (say, both sides of a daylight-saving change), and
+:meth:`TraderEvolutionSimulator.expected_trade_instants` gives the true
+instant of every fill.
 """
 
 from __future__ import annotations
@@ -56,9 +64,10 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
@@ -277,6 +286,9 @@ class TraderEvolutionSimConfig:
     max_limit: int = 1000
     report_ids: str = "demo"
     report_datetime_format: str = "dd.MM.yyyy HH:mm:ss"
+    report_timezone: str = "UTC"  # IANA zone the report cells are written in
+    # simulator-only: instants at which the first account deposits and opens a position
+    events_at: tuple[datetime, ...] = ()
     rate_limit_burst: int | None = None
     fault_kinds: tuple[str, ...] = ("500",)
     clock_real_time: bool = False  # accepted for compatibility; see module docstring
@@ -285,6 +297,7 @@ class TraderEvolutionSimConfig:
     def __post_init__(self) -> None:
         self.accounts_per_user = tuple(self.accounts_per_user)  # type: ignore[assignment]
         self.fault_kinds = tuple(self.fault_kinds)
+        self.events_at = tuple(self.events_at)
         low, high = self.accounts_per_user
         checks = [
             (0 <= low <= high, "accounts_per_user must be (min, max) with 0 <= min <= max"),
@@ -298,11 +311,26 @@ class TraderEvolutionSimConfig:
             (bool(self.fault_kinds) and set(self.fault_kinds) <= set(ALL_FAULTS),
              f"fault_kinds must be a non-empty subset of {ALL_FAULTS}"),
             (0.0 <= self.error_rate <= 1.0, "error_rate must be within [0, 1]"),
+            (all(isinstance(e, datetime) and e.tzinfo is not None for e in self.events_at),
+             "events_at must be timezone-aware datetimes"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        _compile_time_format(self.report_datetime_format)  # raises on unsupported tokens
+        _compile_time_format(self.report_datetime_format, self.zone)  # raises on unsupported tokens
+        first = self.sim_start - timedelta(days=self.history_days)
+        last = self.sim_start + timedelta(days=self.future_days)
+        if not all(first <= e <= last for e in self.events_at):
+            raise ValueError("events_at must lie within the timeline (history_days .. future_days)")
+
+    @property
+    def zone(self) -> tzinfo:
+        if self.report_timezone == "UTC":
+            return UTC
+        try:
+            return ZoneInfo(self.report_timezone)
+        except (KeyError, ValueError, OSError):
+            raise ValueError(f"report_timezone: unknown time zone {self.report_timezone!r}") from None
 
     @property
     def start_ms(self) -> int:
@@ -349,8 +377,9 @@ _FMT_FIELD = {
 }
 
 
-def _compile_time_format(pattern: str) -> Callable[[int], str]:
-    """Turn a Java/moment-style pattern into a fast epoch-ms -> UTC string function."""
+def _compile_time_format(pattern: str, zone: tzinfo = UTC) -> Callable[[int], str]:
+    """Turn a Java/moment-style pattern into a fast epoch-ms -> wall-clock string function: the
+    instant as a clock in ``zone`` shows it."""
     parts: list[str] = []
     pos = 0
     for match in [*_FMT_TOKEN.finditer(pattern), None]:
@@ -366,7 +395,8 @@ def _compile_time_format(pattern: str) -> Callable[[int], str]:
 
     def fmt(ms: int) -> str:
         secs, milli = divmod(ms, 1000)
-        tm = time.gmtime(secs)
+        # gmtime is the fast path; a zone's rules (daylight saving) need zoneinfo
+        tm = time.gmtime(secs) if zone is UTC else datetime.fromtimestamp(secs, zone).timetuple()
         hour = tm.tm_hour
         return template.format(
             y=tm.tm_year, mo=tm.tm_mon, d=tm.tm_mday, H=hour, h=hour % 12 or 12,
@@ -573,6 +603,7 @@ class _World:
             cash = self._make_cash(acct, rng)
             ops.extend(cash)
             self._draw_positions(acct, rng, cash[0], draws)
+        self._pin_events(ops, draws)
         self.positions = self._make_positions(draws)
         self.fills = self._make_fills()
         ops.extend(self._trading_ops())
@@ -668,6 +699,23 @@ class _World:
                 close_t = open_t + round(math.exp(_LN_MIN_HOLD + r() * hold_span))
             d.close_t.append(close_t if close_t < hi else -1)
             d.terminal.append(int(r() * len(TERMINALS)))
+
+    def _pin_events(self, ops: list[_Op], d: _Draws) -> None:
+        """``events_at``: the first account deposits 1 000 and opens a 1-lot EUR/USD buy (left
+        open) at each instant. Appended after every random draw, so the rest stays the same."""
+        if not self.accounts:
+            return
+        acct = self.accounts[0]
+        for moment in self.cfg.events_at:
+            t = (moment - _EPOCH) // timedelta(milliseconds=1)
+            ops.append(_Op(acct, 2, 100_000, t, "Deposit at a chosen instant", 0))
+            d.acct.append(acct)
+            d.inst.append(0)
+            d.side.append(1)
+            d.lots.append(100)
+            d.open_t.append(t)
+            d.close_t.append(-1)
+            d.terminal.append(0)
 
     def _fill_prices(self, d: _Draws, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Instrument prices and counter->account cross rates at each position's times."""
@@ -954,7 +1002,7 @@ class TraderEvolutionSimulator:
     def __init__(self, config: TraderEvolutionSimConfig | None = None) -> None:
         self.config = config or TraderEvolutionSimConfig()
         self.world = _World(self.config)
-        self._fmt = _compile_time_format(self.config.report_datetime_format)
+        self._fmt = _compile_time_format(self.config.report_datetime_format, self.config.zone)
         self._report_ids = self._assign_report_ids()
         self._spec_by_id = {rid: _SPEC_BY_NAME[name] for name, rid in self._report_ids.items()}
         self._lock = threading.Lock()
@@ -1075,6 +1123,16 @@ class TraderEvolutionSimulator:
             query = self._report_query(start_ms, end_ms, accounts, asset_name)
             rows = [self._report_row(spec, it, query) for it in self._report_items(spec, query)]
         return [c for c, _ in spec.columns], rows
+
+    def expected_trade_instants(
+        self, start_ms: int | None = None, end_ms: int | None = None
+    ) -> dict[int, datetime]:
+        """Trade id -> true UTC instant of every fill the Trades Report serves for the window (its
+        ``time`` cell is that instant written in ``report_timezone``)."""
+        with self._lock:
+            query = self._report_query(start_ms, end_ms, None, None)
+            fills = self._visible_fills(None, query.start, query.end)
+        return {f.trade_id: _EPOCH + timedelta(milliseconds=f.t) for f in fills}
 
     # -- JSON entities ----------------------------------------------------
 

@@ -78,6 +78,10 @@ class Source(Protocol):
 
     def client_settings(self, connection: Connection) -> ClientSettings: ...
 
+    def manifest_extra(self) -> dict[str, Any]:
+        """Source settings each manifest records (TraderEvolution: the zone of report times)."""
+        ...
+
     def streams(self) -> list[Stream]: ...
 
 

@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +29,7 @@ import pyarrow as pa
 from ..errors import AuthError, DataError, JobFileError
 from ..http import ClientSettings, HttpClient, Response
 from ..jobs import Option, SourceSpec
-from ..schema import Column, RecordSchema, sanitize_column_names
+from ..schema import Column, RecordSchema, sanitize_column_names, time_zone
 from ..walk import OffsetLists, Page, Target
 from . import Connection, Stream, client_settings, constant, identity, snapshot_time, with_snapshot_time
 from .tradesync import BALANCE_COLUMNS, EQUITY_COLUMNS
@@ -208,10 +208,11 @@ def java_time_format(pattern: str) -> str:
     return "".join(out)
 
 
-def report_schema(name: str, kinds: dict[str, str], time_format: str) -> RecordSchema:
+def report_schema(name: str, kinds: dict[str, str], time_format: str, zone: tzinfo = UTC) -> RecordSchema:
+    """Report cells: timestamps are text in ``time_format``, wall-clock times in ``zone``."""
     names = sanitize_column_names(list(kinds))
     cols = tuple(
-        Column(sane, kind, fmt=time_format if kind == "timestamp" else None)
+        Column(sane, kind, fmt=time_format, zone=zone) if kind == "timestamp" else Column(sane, kind)
         for sane, kind in zip(names, kinds.values(), strict=True)
     )
     return RecordSchema(name, cols)
@@ -428,6 +429,8 @@ class TraderEvolutionSource:
         # and the per-collection pace (1.6/s) makes every extra window minutes on a real server
         "operations_window_days": Option(int, 92, "date window of one account's operations request", minimum=1),
         "report_datetime_format": Option(str, "dd.MM.yyyy HH:mm:ss", "how this server formats report times"),
+        # the contract leaves the zone of report cells undocumented; many back offices run on local time
+        "report_timezone": Option(str, "UTC", "IANA zone report times are written in", check=time_zone),
         "block_wait_seconds": Option((int, float), 12.0, "pause after a token block (429 2.147.1.27)", minimum=0),
         "verify_tls": Option(bool, True, "false accepts self-signed certificates (demo servers only)"),
         "ca_bundle": Option(str, "", "PEM file with the CA of a self-signed server"),
@@ -445,6 +448,8 @@ class TraderEvolutionSource:
         self.now: datetime | None = None
         fmt = str(self.options.get("report_datetime_format") or "dd.MM.yyyy HH:mm:ss")
         self.time_format = java_time_format(fmt)
+        self.report_timezone = str(self.options.get("report_timezone") or "UTC")
+        self.report_zone = time_zone(self.report_timezone)  # checked when the job was parsed
         for key in ("since", "until"):
             value = str(self.options.get(key) or "")
             if value:
@@ -501,6 +506,10 @@ class TraderEvolutionSource:
     def client_settings(self, connection: Connection) -> ClientSettings:
         return client_settings(self.spec, connection, pace_per_collection=True)
 
+    def manifest_extra(self) -> dict[str, Any]:
+        """Recorded in each manifest: the zone report times were read in."""
+        return {"report_timezone": self.report_timezone}
+
     # -- what to fetch ----------------------------------------------------------------------
     def _until(self) -> datetime:
         until = str(self.options.get("until") or "")
@@ -546,7 +555,7 @@ class TraderEvolutionSource:
             out.append(
                 Stream(
                     "statement",
-                    report_schema("account statement", kinds, self.time_format),
+                    report_schema("account statement", kinds, self.time_format, self.report_zone),
                     walk,
                     statement_outputs,
                     null_tokens=NULL_TOKENS,
@@ -561,7 +570,7 @@ class TraderEvolutionSource:
             out.append(
                 Stream(
                     "trades",
-                    report_schema("trades report", TRADES_TYPES, self.time_format),
+                    report_schema("trades report", TRADES_TYPES, self.time_format, self.report_zone),
                     walk,
                     {"trades": identity},
                     null_tokens=NULL_TOKENS,

@@ -224,6 +224,9 @@ class TradesyncSource:
     def client_settings(self, connection: Connection) -> ClientSettings:
         return client_settings(self.spec, connection)
 
+    def manifest_extra(self) -> dict[str, Any]:
+        return {}
+
     def streams(self) -> list[Stream]:
         chosen = set(self.spec.datasets)
         walkers = int(self.spec.options.get("parallel_walks", 0))
