@@ -66,11 +66,11 @@ class Checkpoint:
                 "(datasets, page size, options or schema mode changed); it cannot be resumed safely. "
                 "Rerun with --fresh to discard it"
             )
-        for key in ("run_id", "snapshot_date"):  # folder names of the staged partitions
-            problem = name_problem(raw.get(key))
+        for name in ("run_id", "snapshot_date"):  # folder names of the staged partitions
+            problem = name_problem(raw.get(name))
             if problem is not None:
                 raise CheckpointError(
-                    f"checkpoint {where}: {key} {shown(raw.get(key))} is not a valid name ({problem}); "
+                    f"checkpoint {where}: {name} {shown(raw.get(name))} is not a valid name ({problem}); "
                     "rerun with --fresh"
                 )
         return cls(
