@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import __version__
 from .checkpoint import FILE_NAME, Checkpoint, merge_progress
+from .drift import Decision, DriftRules, settle_files
 from .errors import CheckpointError, ExporterError, IncompleteRun, Interrupted
 from .fsutil import fsync_dir, remove_tree, write_json_atomic
 from .http import HttpClient
@@ -72,6 +74,7 @@ class DatasetResult:
     rejects: dict[str, int]
     rejected_rows: int
     null_tokens: dict[str, int]
+    drift: Decision = field(default_factory=Decision)
 
     @property
     def bytes(self) -> int:
@@ -104,6 +107,8 @@ def source_client(source: Source, connection: Connection) -> HttpClient:
 
 class _DatasetSink:
     """Writer, rejects file and manifest counters of one dataset in the staging area."""
+
+    drift_rules = DriftRules()  # how its stream's drift values read (report cells are text)
 
     def __init__(self, key: str, directory: Path, state: dict[str, Any], settings: WriterSettings, schema):
         self.key = key
@@ -188,6 +193,18 @@ class _DatasetSink:
             self._rejects_file.close()
             self._rejects_file = None
         return state
+
+    def settle_drift(self) -> Decision:
+        """Once the dataset is complete: its drift columns in their final form (drift.py), in the
+        staged files, whose sizes and schema change accordingly."""
+        paths = [self.directory / p.name for p in self.writer.parts]
+        decision = settle_files(paths, self._declared, self.drift_rules, compression=self.writer.settings.compression)
+        self.writer.parts = [PartFile(p.name, p.rows, path.stat().st_size) for p, path in zip(
+            self.writer.parts, paths, strict=True)]
+        # the schema of all the files: a resumed writer only knows the columns it met after resuming
+        self.writer.schema = pa.schema(list(pa.unify_schemas([pq.read_schema(path) for path in paths])))
+        self.null_tokens.update(decision.null_tokens)
+        return decision
 
     def abort(self) -> None:
         self.writer.abort()
@@ -357,6 +374,7 @@ class Run:
             directory = self._partition(staging, source.kind, dataset)
             base = stream.outputs[dataset](empty_table(stream.schema.arrow_schema()), Page(stream.name)).schema
             sinks[key] = _DatasetSink(key, directory, state, settings, base)
+            sinks[key].drift_rules = DriftRules(stream.text_cells, stream.null_tokens)
             own.append(sinks[key])
         self.reporter.add_stream(stream_key)
         if stream_state["done"]:
@@ -478,6 +496,7 @@ class Run:
             by_source.setdefault(source, []).append((dataset, sink))
         for source, items in by_source.items():
             for dataset, sink in items:
+                drift = sink.settle_drift()
                 out.append(
                     DatasetResult(
                         source=source,
@@ -491,6 +510,7 @@ class Run:
                         rejects=dict(sink.rejects),
                         rejected_rows=sink.rejected_rows,
                         null_tokens=dict(sink.null_tokens),
+                        drift=drift,
                     )
                 )
             manifest = build_manifest(self, source, [r for r in out if r.source == source], results, finished)
@@ -581,6 +601,8 @@ def build_manifest(
                 "files": [vars(p) for p in d.files],
                 "schema": [{"name": f.name, "type": str(f.type)} for f in d.schema],
                 "unknown_fields": d.unknown_fields,
+                "drift_types": d.drift.types,
+                "drift_fallbacks": d.drift.fallbacks,
                 "withheld_fields": d.withheld_fields,
                 "rejected_rows": d.rejected_rows,
                 "rejects_by_column": d.rejects,

@@ -11,8 +11,9 @@ ids ``int64``. Two routes produce identical tables:
   value: a value that cannot be converted becomes null and its whole record is kept as a reject.
 
 Unknown fields are never dropped silently: they become nullable string columns holding the
-value's JSON text (``schema_drift = "evolve"``) or fail the run (``"strict"``). Fields that look
-like credentials are withheld, whatever the mode, and named in the manifest.
+value's JSON text (``schema_drift = "evolve"``; drift.py gives them their final type once the
+dataset is complete) or fail the run (``"strict"``). Fields that look like credentials are
+withheld, whatever the mode, and named in the manifest.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ Run as a script this module *is* the exporter command line, with one kill point 
                  of its datasets, ``equity``, done) and before the checkpoint records them with the
                  walk progress they cover, wait for another stream to save the checkpoint, then
                  SIGKILL: an interleaving that thread scheduling can produce on its own, made certain.
+``drift:K``      SIGKILL once the K-th part file holding schema-drift columns has been rewritten in
+                 its final form (every page fetched, nothing published yet, the others still staged).
 
 The process kills itself with a real SIGKILL, so the kill lands exactly mid-write instead of
 whenever a poller happens to look. Nothing else about the exporter changes.
@@ -332,11 +334,29 @@ def _arm_race_kill(k: int) -> None:
     Checkpoint.save = save  # type: ignore[method-assign]
 
 
+def _arm_drift_kill(k: int) -> None:
+    from exporter import drift
+
+    original = drift._rewrite
+    calls = 0
+
+    def rewrite(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        original(*args, **kwargs)
+        calls += 1
+        if calls == k:
+            _die()
+
+    drift._rewrite = rewrite  # type: ignore[assignment]
+
+
 def main(argv: list[str]) -> None:
     spec, separator, *args = argv
-    assert separator == "--", "usage: chaos_helpers.py write:K|checkpoint:K|race:K -- <exporter args>"
+    assert separator == "--", "usage: chaos_helpers.py write:K|checkpoint:K|race:K|drift:K -- <exporter args>"
     kind, _, count = spec.partition(":")
-    {"write": _arm_write_kill, "checkpoint": _arm_checkpoint_kill, "race": _arm_race_kill}[kind](int(count))
+    arm = {"write": _arm_write_kill, "checkpoint": _arm_checkpoint_kill, "race": _arm_race_kill,
+           "drift": _arm_drift_kill}
+    arm[kind](int(count))
     from exporter.cli import main as cli_main
 
     cli_main(args, prog_name="exporter")

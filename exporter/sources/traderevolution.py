@@ -550,6 +550,7 @@ class TraderEvolutionSource:
                     walk,
                     statement_outputs,
                     null_tokens=NULL_TOKENS,
+                    text_cells=True,
                 )
             )
         if "account_operations" in chosen:
@@ -565,6 +566,7 @@ class TraderEvolutionSource:
                     walk,
                     {"trades": identity},
                     null_tokens=NULL_TOKENS,
+                    text_cells=True,
                 )
             )
         return out
