@@ -83,6 +83,10 @@ class Committer:
         """Object storage: part names carry the run, so a rerun never overwrites a listed file."""
         return run_id if self.in_place else ""
 
+    def spool_partition(self, run_id: str, target: str) -> str:
+        """Where part files holding staged drift columns wait until their types are settled."""
+        return join(self.run_prefix(run_id), "_spool", target)
+
     def rejects_prefix(self, run_id: str, dataset: str) -> str:
         return join(self.run_prefix(run_id), "_rejects", dataset)
 

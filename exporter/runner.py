@@ -24,6 +24,7 @@ from typing import Any
 
 from .checkpoint import Checkpoint
 from .commit import CURSOR, Committer, PartitionPlan
+from .drift import DriftRules
 from .errors import CheckpointError, ExporterError, Interrupted
 from .http import HttpClient
 from .incremental import cursor_after_walk, pick_latest, seed_walk_state
@@ -273,7 +274,8 @@ class Run:
             base = stream.outputs[dataset](empty_table(stream.schema.arrow_schema()), Page(stream.name)).schema
             self.sinks[key] = DatasetSink(
                 key, self.storage, partition, self.committer.rejects_prefix(run_id, key), dataset_state, settings,
-                base, tag=self.committer.part_tag(run_id),
+                base, tag=self.committer.part_tag(run_id), spool=self.committer.spool_partition(run_id, target),
+                drift_rules=DriftRules(stream.text_cells, stream.null_tokens),
             )
             sinks.append(self.sinks[key])
         self.reporter.add_stream(stream_key)
@@ -318,11 +320,13 @@ class Run:
         out: list[DatasetResult] = []
         for key, sink in self.sinks.items():
             source, dataset = key.split("/", 1)
+            drift = sink.settle_drift()
             out.append(DatasetResult(
                 source=source, dataset=dataset, rows=sum(p.rows for p in sink.writer.parts),
                 files=[p.public() for p in sink.writer.parts], path=self.storage.describe(self._targets[key]),
                 schema=sink.writer.schema, unknown_fields=dict(sink.unknown), withheld_fields=sorted(sink.withheld),
                 rejects=dict(sink.rejects), rejected_rows=sink.rejected_rows, null_tokens=dict(sink.null_tokens),
+                drift_types=drift.types, drift_fallbacks=drift.fallbacks,
             ))
         plans: list[PartitionPlan] = []
         for source in dict.fromkeys(r.source for r in out):

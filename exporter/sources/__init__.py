@@ -35,6 +35,8 @@ class Stream:
     walk: Walk
     outputs: dict[str, Projection]
     null_tokens: frozenset[str] = frozenset()
+    # report cells are pre-formatted text: a new column of numeric cells becomes a decimal (drift.py)
+    text_cells: bool = False
     # incremental streams: the cursor key (filters included) and where each run's rows go
     incremental: str | None = None
 

@@ -559,6 +559,7 @@ class TraderEvolutionSource:
                     walk,
                     statement_outputs,
                     null_tokens=NULL_TOKENS,
+                    text_cells=True,
                 )
             )
         if "account_operations" in chosen:
@@ -574,6 +575,7 @@ class TraderEvolutionSource:
                     walk,
                     {"trades": identity},
                     null_tokens=NULL_TOKENS,
+                    text_cells=True,
                 )
             )
         return out

@@ -103,7 +103,7 @@ class LocalStorage(Storage):
             raise UnsafeRemoval(f"refusing to remove {self.path(prefix)}: it is not strictly inside {where}")
         remove_staging_tree(self.root, self.path(prefix))
 
-    def open_upload(self, key: str) -> Upload:
+    def open_upload(self, key: str, *, visible: bool = False) -> Upload:
         return LocalUpload(self.path(key), key)
 
     def open_read(self, key: str) -> IO[bytes]:

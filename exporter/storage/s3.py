@@ -33,9 +33,10 @@ class S3Upload(Upload):
     """A multipart upload fed by a writer: parts go out as the buffer fills (the walk and the
     upload overlap), and the upload is left pending at :meth:`finish` for the commit to complete."""
 
-    def __init__(self, storage: S3Storage, key: str) -> None:
+    def __init__(self, storage: S3Storage, key: str, *, complete: bool = False) -> None:
         self.storage = storage
         self.key = key
+        self.complete = complete  # completed at finish (a spooled file), not left for the commit
         self.target = self  # ParquetWriter writes to this file object
         self._full = storage.full(key)
         self._buffer = bytearray()
@@ -78,7 +79,11 @@ class S3Upload(Upload):
         if self._buffer or not self._parts:
             self._send()
         self.closed = True
-        return {"bytes": self._written, "upload_id": self.upload_id, "etags": [e for _, e in self._parts]}
+        state = {"bytes": self._written, "upload_id": self.upload_id, "etags": [e for _, e in self._parts]}
+        if self.complete:
+            self.storage.complete_upload(self.key, state)
+            return {"bytes": self._written}
+        return state
 
     def abort(self) -> None:
         self._buffer.clear()
@@ -88,9 +93,10 @@ class S3Upload(Upload):
 class S3ReadFile(io.RawIOBase):
     """Ranged GETs: pyarrow reads a Parquet footer and the columns it needs, not the whole object."""
 
-    def __init__(self, storage: S3Storage, key: str) -> None:
+    def __init__(self, storage: S3Storage, key: str, *, complete: bool = False) -> None:
         self.storage = storage
         self.key = key
+        self.complete = complete  # completed at finish (a spooled file), not left for the commit
         self.size = int(storage.call("head_object", Bucket=storage.bucket, Key=storage.full(key))["ContentLength"])
         self.position = 0
 
@@ -249,8 +255,8 @@ class S3Storage(Storage):
             self.abort_upload(key, upload_id)
         self.delete([o.key for o in self.list(folder)])
 
-    def open_upload(self, key: str) -> Upload:
-        return S3Upload(self, key)
+    def open_upload(self, key: str, *, visible: bool = False) -> Upload:
+        return S3Upload(self, key, complete=visible)
 
     def open_read(self, key: str) -> IO[bytes]:
         return io.BufferedReader(S3ReadFile(self, key), buffer_size=1024 * 1024)
