@@ -28,7 +28,7 @@ HELP = {
     "run_duration_seconds": ("gauge", "Wall time of the job's last run, failed or not"),
     "rows": ("gauge", "Rows of each dataset in the snapshot the job last published"),
     "requests_total": ("gauge", "HTTP requests of the last run, per source (each run starts from 0)"),
-    "retries_total": ("gauge", "Requests of the last run that were retried, per source"),
+    "retries_total": ("gauge", "Retries (attempts after a failed one) in the last run, per source"),
     "rate_limited_total": ("gauge", "Answers 429 (rate limited) in the last run, per source"),
 }
 
