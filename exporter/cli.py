@@ -19,9 +19,11 @@ import click
 from . import __version__
 from .errors import ExporterError, JobFileError
 from .jobs import JobSpec, load_job, parse_job
+from .metrics import RunOutcome, write_metrics
 from .progress import Reporter
 from .runner import Run, RunOptions, RunResult
 from .sources import registry
+from .summary import summary_json
 
 T = TypeVar("T")
 log = logging.getLogger("exporter")
@@ -94,6 +96,10 @@ def main() -> None:
 @click.option("--resume", "resume", flag_value="require", help="Continue the interrupted run (fail if none).")
 @click.option("--fresh", "resume", flag_value="fresh", help="Discard any interrupted run and start over.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Prometheus text file written when the run ends (node_exporter's textfile collector).")
+@click.option("--summary", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="The end-of-run summary on stdout: text, or one JSON object.")
 def run(
     job_file: Path,
     output: str | None,
@@ -103,6 +109,8 @@ def run(
     log_format: str | None,
     resume: str | None,
     verbose: bool,
+    metrics_file: Path | None,
+    summary: str,
 ) -> None:
     """Run JOB_FILE. By default an interrupted run of the same job is resumed."""
     try:
@@ -113,17 +121,42 @@ def run(
         fail(str(exc), exc.exit_code)
     setup_logging(job.log_format, verbose)
     out = output or job.output or "output"
-    result = execute(job, out, resume or "auto", job.log_format)
-    print_summary(result)
+    metrics = metrics_file or (Path(job.metrics_file) if job.metrics_file else None)
+    if metrics is not None and not metrics.resolve().parent.is_dir():
+        fail(f"metrics file {metrics}: the folder {metrics.resolve().parent} does not exist", 2)
+    outcome = RunOutcome(job.name)
+    try:
+        outcome.result = execute(job, out, resume or "auto", job.log_format, on_run=outcome.watch)
+    finally:  # success or failure (fail() exits through here too)
+        if metrics is not None:
+            record_metrics(metrics, outcome)
+    if summary == "json":
+        click.echo(json.dumps(summary_json(outcome.result), default=str))
+    else:
+        print_summary(outcome.result)
 
 
-def execute(job: JobSpec, output: str | Path, resume: str, log_format: str) -> RunResult:
+def record_metrics(path: Path, outcome: RunOutcome) -> None:
+    try:
+        write_metrics(path, outcome)
+    except OSError as exc:
+        message = f"cannot write the metrics file {path}: {exc.strerror or exc}"
+        if outcome.result is None:
+            click.echo(f"error: {message}", err=True)  # the run's own error goes on after this one
+        else:
+            fail(message + " (the snapshot was published)", 1)
+
+
+def execute(job: JobSpec, output: str | Path, resume: str, log_format: str,
+            on_run: Callable[[Run], None] | None = None) -> RunResult:
     live = sys.stderr.isatty() and log_format == "text"
     reporter = Reporter(enabled=True, live=live)
     options = RunOptions(output=output, resume=resume, reporter=reporter)
 
     async def go() -> RunResult:
         runner = Run(job, options)
+        if on_run is not None:
+            on_run(runner)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, runner.request_stop)
@@ -193,6 +226,33 @@ def demo(accounts: int, output: Path, log_format: str) -> None:
     print_summary(result)
     click.echo(f"Query it: duckdb -c \"SELECT * FROM read_parquet('{output}/*/balances/**/*.parquet', "
                "hive_partitioning=true, union_by_name=true) LIMIT 5\"")
+    click.echo(f"Report: {make_report(str(output), None, (), 30)}")
+
+
+@main.command()
+@click.argument("output")
+@click.option("--report-file", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report here (default: OUTPUT/report.html).")
+@click.option("--source", "sources", multiple=True, help="Only this source (repeatable; default: every one).")
+@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True,
+              help="The last N snapshots of each source.")
+def report(output: str, report_file: Path | None, sources: tuple[str, ...], days: int) -> None:
+    """An HTML report of what the runs published under OUTPUT (a folder or s3://BUCKET/PREFIX)."""
+    setup_logging("text")
+    click.echo(make_report(output, report_file, sources, days))
+
+
+def make_report(output: str, report_file: Path | None, sources: tuple[str, ...], days: int) -> str:
+    """Write the report; returns where it went. Errors exit like a run's."""
+    from .report import ReportOptions, write_report
+
+    try:
+        return write_report(output, report_file, ReportOptions(days=days, sources=sources))
+    except ExporterError as exc:
+        fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        fail(f"cannot write the report: {exc.strerror or exc}{_where(exc)}", 1)
+    raise AssertionError("unreachable")
 
 
 @main.group()

@@ -104,10 +104,15 @@ class Run:
         self.sinks: dict[str, DatasetSink] = {}
         self._targets: dict[str, str] = {}  # dataset key -> published partition
         self._streams: dict[str, tuple[Stream, str]] = {}  # dataset key -> (stream, stream key)
+        self._clients: dict[str, HttpClient] = {}  # source -> its client: counters even of a failed run
         self._convert_pool = ThreadPoolExecutor(max(1, options.convert_threads), thread_name_prefix="convert")
         # each stream awaits its previous write before the next, so a stream's writers are only
         # ever used by one thread at a time; several streams write in parallel
         self._writer_pool = ThreadPoolExecutor(4, thread_name_prefix="write")
+
+    def request_stats(self) -> dict[str, dict[str, Any]]:
+        """Request counters per source so far (the metrics of a run that failed)."""
+        return {k: c.stats.as_dict() | {"peak_in_flight": c.peak_in_flight} for k, c in self._clients.items()}
 
     def request_stop(self) -> None:
         if not self._stopping:
@@ -239,7 +244,7 @@ class Run:
                 connection: Connection = stack.enter_context(source.sandbox())
             else:
                 connection = source.connection(self.options.env)
-            client = source_client(source, connection)
+            client = self._clients[source.kind] = source_client(source, connection)
             async with client:
                 pipelines = [self._pipeline(source, stream) for stream in source.streams()]
                 async with asyncio.TaskGroup() as group:
