@@ -198,6 +198,9 @@ class Run:
         if recovered is not None:
             self.reporter.close()
             return recovered
+        for source in self.sources:  # missing credentials fail here, before anything is left behind
+            if source.spec.sandbox is None:
+                source.connection(self.options.env)
         self.checkpoint = self._open_checkpoint()
         self.lease.set_run(self.checkpoint.run_id)
         results: dict[str, dict[str, Any]] = {}
@@ -213,6 +216,9 @@ class Run:
                 sink.abort()
             raise _first_error(group_error) from None
         if self._stopping:
+            if self.storage.read(self.committer.checkpoint_key) is None:
+                raise Interrupted("interrupted before the first page was written: nothing to resume, "
+                                  "the next run starts over")
             raise Interrupted(
                 "interrupted; the checkpoint is saved. Resume with: "
                 + (self.options.resume_hint or f"exporter run {self.job.path} --resume")

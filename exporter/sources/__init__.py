@@ -51,6 +51,7 @@ class Connection:
     credentials: dict[str, str] = field(default_factory=dict, repr=False)  # never in a log line
     verify_tls: bool = True
     ca_bundle: str | None = None
+    base_url_from: str = ""  # the variable that set base_url, named when its host is out of reach
 
 
 class Source(Protocol):
@@ -94,6 +95,7 @@ def client_settings(spec: SourceSpec, connection: Connection, **extra: Any) -> C
         retry=RetryPolicy(max_attempts=spec.max_attempts, max_elapsed=spec.retry_seconds),
         verify_tls=connection.verify_tls,
         ca_bundle=connection.ca_bundle,
+        base_url_from=connection.base_url_from,
         **extra,
     )
 
