@@ -34,7 +34,7 @@ from .pipeline import PipelineSettings, StreamPipeline
 from .progress import Reporter
 from .schema import PageConverter, empty_table
 from .sink import DatasetSink, WriterSettings
-from .sources import Connection, Source, Stream, registry
+from .sources import Connection, Source, Stream, registry, written_names
 from .storage import Storage, join, open_storage
 from .walk import Page
 
@@ -279,7 +279,7 @@ class Run:
             base = stream.outputs[dataset](empty_table(stream.schema.arrow_schema()), Page(stream.name)).schema
             self.sinks[key] = DatasetSink(
                 key, self.storage, partition, self.committer.rejects_prefix(run_id, key), dataset_state, settings,
-                base, tag=self.committer.part_tag(run_id),
+                base, tag=self.committer.part_tag(run_id), written_names=written_names(stream.outputs[dataset]),
             )
             sinks.append(self.sinks[key])
         self.reporter.add_stream(stream_key)

@@ -119,6 +119,13 @@ def identity(table: pa.Table, page: Page) -> pa.Table:
     return table
 
 
+def written_names(project: Projection) -> Callable[[str], tuple[str, ...]]:
+    """The columns a projection writes a record field as: its own ``written_names`` where it renames
+    (TraderEvolution statement columns become ``te_*``), else the field's own name."""
+    names = getattr(project, "written_names", None)
+    return names if names is not None else lambda column: (column,)
+
+
 def registry() -> dict[str, Any]:
     """Source kinds by name (imported lazily so a job only loads what it uses)."""
     from .traderevolution import TraderEvolutionSource
@@ -140,4 +147,5 @@ __all__ = [
     "registry",
     "snapshot_time",
     "with_snapshot_time",
+    "written_names",
 ]

@@ -421,6 +421,12 @@ def _statement_projection(canonical: tuple[str, ...], raw_names: list[str]) -> C
                 names.append(f"te_{extra}")
         return pa.Table.from_arrays(arrays, names=names)
 
+    def written(column: str) -> tuple[str, ...]:
+        """Every report column goes out as ``te_<column>``; some also as a Tradesync-shaped one."""
+        shaped = tuple(n for n in ("account_id", *canonical) if CANONICAL_FROM_STATEMENT.get(n) == column)
+        return (*shaped, f"te_{column}")
+
+    project.written_names = written  # type: ignore[attr-defined]
     return project
 
 
