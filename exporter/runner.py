@@ -35,7 +35,7 @@ from .pipeline import PipelineSettings, StreamPipeline
 from .progress import Reporter
 from .schema import PageConverter, empty_table
 from .sink import DatasetSink, WriterSettings
-from .sources import Connection, Source, Stream, registry
+from .sources import Connection, Source, Stream, registry, written_names
 from .storage import Storage, join, open_storage
 from .walk import Page
 
@@ -204,6 +204,9 @@ class Run:
         if recovered is not None:
             self.reporter.close()
             return recovered
+        for source in self.sources:  # missing credentials fail here, before anything is left behind
+            if source.spec.sandbox is None:
+                source.connection(self.options.env)
         self.checkpoint = self._open_checkpoint()
         self.lease.set_run(self.checkpoint.run_id)
         results: dict[str, dict[str, Any]] = {}
@@ -219,6 +222,9 @@ class Run:
                 sink.abort()
             raise _first_error(group_error) from None
         if self._stopping:
+            if self.storage.read(self.committer.checkpoint_key) is None:
+                raise Interrupted("interrupted before the first page was written: nothing to resume, "
+                                  "the next run starts over")
             raise Interrupted(
                 "interrupted; the checkpoint is saved. Resume with: "
                 + (self.options.resume_hint or f"exporter run {self.job.path} --resume")
@@ -281,6 +287,7 @@ class Run:
                 key, self.storage, partition, self.committer.rejects_prefix(run_id, key), dataset_state, settings,
                 base, tag=self.committer.part_tag(run_id), spool=self.committer.spool_partition(run_id, target),
                 drift_rules=DriftRules(stream.text_cells, stream.null_tokens),
+                written_names=written_names(stream.outputs[dataset]),
             )
             sinks.append(self.sinks[key])
         self.reporter.add_stream(stream_key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,8 +247,12 @@ class DatasetSink:
 
     def __init__(self, key: str, storage: Storage, partition: str, rejects_prefix: str, state: dict[str, Any],
                  settings: WriterSettings, schema: pa.Schema, *, tag: str = "", spool: str = "",
-                 drift_rules: DriftRules | None = None) -> None:
+                 drift_rules: DriftRules | None = None,
+                 written_names: Callable[[str], tuple[str, ...]] | None = None) -> None:
         self.key = key
+        # the columns a record field is written as (the dataset's projection may rename it): the
+        # manifest counts under those names, the ones a reader of the Parquet files sees
+        self.written_names = written_names or (lambda column: (column,))
         self.storage = storage
         self.partition = partition
         self.state = state
@@ -276,13 +281,17 @@ class DatasetSink:
             if name not in self._declared:
                 self.unknown[name] += len(table) - table.column(name).null_count
         self.withheld.update(converted.withheld_fields)
-        self.null_tokens.update(converted.null_tokens)
         columns = set(table.column_names)
+        for column, count in converted.null_tokens.items():
+            for name in self.written_names(column):
+                if name in columns:
+                    self.null_tokens[name] += count
         for reject in converted.rejects:
+            carried = {name for column in reject.problems for name in self.written_names(column)} & columns
             # a projection without the failed column (balances for open_trades) lost nothing
-            if not columns & set(reject.problems):
+            if not carried:
                 continue
-            self.rejects.update(reject.problems.keys())
+            self.rejects.update(carried)
             self.rejected_rows += 1
             line = {"fetched_at": page.fetched_at.isoformat(), "problems": reject.problems, "record": reject.record}
             self.rejects_log.add(encode_json(line) + b"\n")  # numbers exactly as served

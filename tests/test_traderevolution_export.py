@@ -122,7 +122,7 @@ def test_balances_and_equity_map_the_statement_report(clean) -> None:
         assert row["free_margin"] == Decimal(exp["gi_available_margin"])
         assert row["open_trades"] is None and row["daily_profit"] is None
     manifest = _manifest(output, "balances")
-    assert manifest["datasets"]["balances"]["null_tokens"] == {"waived_margin": len(want)}  # ... and is counted
+    assert manifest["datasets"]["balances"]["null_tokens"] == {"te_waived_margin": len(want)}  # ... counted as written
 
 
 def test_trades_report_windows_equal_the_simulator(clean) -> None:
