@@ -172,7 +172,7 @@ def demo_job(accounts: int) -> JobSpec:
             },
             "traderevolution": {
                 "concurrency": 8,
-                "rps": 0,
+                "rps": 10_000,  # an unlimited simulator: rps = 0 would probe up from 1.6/s
                 "sandbox": {"users": max(1, accounts // 40), "positions_per_account": 20, "rate_limit_rps": 0},
             },
         },
