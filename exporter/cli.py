@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .errors import ExporterError, JobFileError
+from .http import settled_summary
 from .jobs import JobSpec, load_job, parse_job
 from .progress import Reporter
 from .runner import Run, RunOptions, RunResult
@@ -156,6 +157,8 @@ def print_summary(result: RunResult) -> None:
         lines.append(
             f"  {source}: {stats['requests']:,} requests, {stats['retries']:,} retries, {stats['http_429']:,} x 429"
         )
+        if settled := settled_summary(stats):
+            lines.append(f"    {settled}")
     click.echo("\n".join(lines))
 
 
