@@ -20,6 +20,7 @@ import click
 
 from . import __version__
 from .errors import ExporterError, JobFileError
+from .http import settled_summary
 from .jobs import JobSpec, load_job, parse_job
 from .metrics import RunOutcome, write_metrics
 from .progress import Reporter
@@ -252,6 +253,8 @@ def print_summary(result: RunResult) -> None:
         lines.append(
             f"  {source}: {stats['requests']:,} requests, {stats['retries']:,} retries, {stats['http_429']:,} x 429"
         )
+        if settled := settled_summary(stats):
+            lines.append(f"    {settled}")
     click.echo("\n".join(lines))
 
 
@@ -268,7 +271,7 @@ def demo_job(accounts: int) -> JobSpec:
             },
             "traderevolution": {
                 "concurrency": 8,
-                "rps": 0,
+                "rps": 10_000,  # an unlimited simulator: rps = 0 would probe up from 1.6/s
                 "sandbox": {"users": max(1, accounts // 40), "positions_per_account": 20, "rate_limit_rps": 0},
             },
         },
