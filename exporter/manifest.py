@@ -27,6 +27,7 @@ class DatasetResult:
     rejects: dict[str, int] = field(default_factory=dict)
     rejected_rows: int = 0
     null_tokens: dict[str, int] = field(default_factory=dict)
+    table: dict[str, Any] | None = None  # Delta or Iceberg output: the version or snapshot the run committed
 
     @property
     def bytes(self) -> int:
