@@ -321,10 +321,12 @@ class DeltaTables(TableBackend):
         existing = self._open(table)
         if existing is None or existing.transaction_version(self.app_id) != txn:
             return None
+        # the app transaction says a run that started at our start time committed; the run id in
+        # the commit info says whether it was this one, and which version it made
         for entry in existing.history():
             if entry.get(RUN_ID_KEY) == run_id:
                 return {"format": "delta", "uri": self.uri(table["root"]), "version": int(entry["version"])}
-        return {"format": "delta", "uri": self.uri(table["root"]), "version": None}
+        return None
 
     def commit(self, table: dict[str, Any], files: list[dict[str, Any]], run_id: str, txn: int) -> dict[str, Any]:
         from deltalake import CommitProperties
