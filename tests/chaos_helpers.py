@@ -9,6 +9,10 @@ Run as a script this module *is* the exporter command line, with one kill point 
                  open ``part-*.parquet.inprogress`` file and before its footer: a torn part file.
 ``checkpoint:K`` SIGKILL in the middle of writing the K-th checkpoint: half of the new
                  ``.checkpoint.json.tmp`` is on disk, ``checkpoint.json`` is not yet replaced.
+``commit:STEP:K`` SIGKILL at a step of the commit protocol, the K-th time it is reached: ``journal``
+                 (the commit record written, nothing visible), ``swap`` (local: after a partition
+                 swap), ``complete`` / ``manifest`` (object storage: after an upload is completed, a
+                 manifest written), ``cleanup`` (all published, nothing cleaned), ``cleanup-mid``.
 ``race:K``       at the accounts stream's K-th checkpoint, once its part files are closed (the last
                  of its datasets, ``equity``, done) and before the checkpoint records them with the
                  walk progress they cover, wait for another stream to save the checkpoint, then
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -332,11 +337,65 @@ def _arm_race_kill(k: int) -> None:
     Checkpoint.save = save  # type: ignore[method-assign]
 
 
+def _arm_commit_kill(step: str, k: int) -> None:
+    """SIGKILL at a step of the commit protocol (:mod:`exporter.commit`), the K-th time it is reached."""
+    from exporter.commit import Committer
+    from exporter.storage.local import LocalStorage
+    from exporter.storage.s3 import S3Storage
+
+    calls = Counter()
+
+    def after(owner: Any, name: str, *, before: bool = False, when: Callable[..., bool] = lambda *a: True) -> None:
+        original = getattr(owner, name)
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not when(*args):
+                return original(*args, **kwargs)
+            calls[name] += 1
+            if before and calls[name] == k:
+                _die()
+            result = original(*args, **kwargs)
+            if not before and calls[name] == k:
+                _die()
+            return result
+
+        setattr(owner, name, wrapped)
+
+    if step == "journal":  # the commit record is written, nothing is visible yet
+        after(Committer, "_apply", before=True)
+    elif step == "swap":  # local: after the K-th partition swap
+        after(Committer, "_swap")
+    elif step == "complete":  # object storage: after the K-th pending upload is completed
+        after(S3Storage, "complete_upload")
+    elif step == "manifest":  # object storage: after the K-th manifest of the apply step
+        after(S3Storage, "write_atomic", when=lambda self, key, data=b"": key.endswith("/_manifest.json"))
+    elif step == "cleanup":  # every partition published, nothing cleaned up
+        after(Committer, "_cleanup", before=True)
+    elif step == "cleanup-mid":  # the checkpoint is gone, the staged data and the commit record are not
+        cleaning = []
+        original_cleanup = Committer._cleanup
+
+        def cleanup(self: Any, run_id: str) -> None:
+            cleaning.append(run_id)
+            original_cleanup(self, run_id)
+
+        Committer._cleanup = cleanup  # type: ignore[method-assign]
+        for storage in (LocalStorage, S3Storage):
+            after(storage, "delete",
+                  when=lambda self, keys: bool(cleaning) and any(key.endswith("checkpoint.json") for key in keys))
+    else:
+        raise SystemExit(f"unknown commit step {step!r}")
+
+
 def main(argv: list[str]) -> None:
     spec, separator, *args = argv
-    assert separator == "--", "usage: chaos_helpers.py write:K|checkpoint:K|race:K -- <exporter args>"
+    assert separator == "--", "usage: chaos_helpers.py write:K|checkpoint:K|race:K|commit:STEP:K -- <exporter args>"
     kind, _, count = spec.partition(":")
-    {"write": _arm_write_kill, "checkpoint": _arm_checkpoint_kill, "race": _arm_race_kill}[kind](int(count))
+    if kind == "commit":
+        step, _, number = count.partition(":")
+        _arm_commit_kill(step, int(number))
+    else:
+        {"write": _arm_write_kill, "checkpoint": _arm_checkpoint_kill, "race": _arm_race_kill}[kind](int(count))
     from exporter.cli import main as cli_main
 
     cli_main(args, prog_name="exporter")

@@ -128,8 +128,10 @@ def multipart_etag(etags: list[str]) -> str:
 class S3Storage(Storage):
     kind = "s3"
 
-    def __init__(self, client: Any, bucket: str, prefix: str, *, endpoint: str | None = None) -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str, *, endpoint: str | None = None,
+                 probe: Any = None) -> None:
         self.client = client
+        self.probe = probe or client  # few retries: a bucket out of reach is reported in seconds
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
@@ -165,7 +167,9 @@ class S3Storage(Storage):
             response_checksum_validation="when_required",
         )
         client = session.client("s3", endpoint_url=endpoint, config=config)
-        return cls(client, bucket, prefix, endpoint=endpoint)
+        probe = session.client("s3", endpoint_url=endpoint, config=config.merge(
+            Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=30)))
+        return cls(client, bucket, prefix, endpoint=endpoint, probe=probe)
 
     def full(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -173,13 +177,13 @@ class S3Storage(Storage):
     def relative(self, full: str) -> str:
         return full[len(self.prefix) + 1:] if self.prefix else full
 
-    def call(self, operation: str, **kwargs: Any) -> Any:
+    def call(self, operation: str, *, client: Any = None, **kwargs: Any) -> Any:
         """One S3 call (botocore retries transient failures); failures become one clear line."""
-        from botocore.exceptions import BotoCoreError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return getattr(self.client, operation)(**kwargs)
-        except StorageError as exc:
+            return getattr(client or self.client, operation)(**kwargs)
+        except ClientError as exc:
             code = _code(exc)
             if code in _AUTH_CODES:
                 raise StorageAuthError(
@@ -196,7 +200,7 @@ class S3Storage(Storage):
     def check(self) -> None:
         """Fail early, in one line, on a bucket that is missing or out of reach."""
         try:
-            self.call("head_bucket", Bucket=self.bucket)
+            self.call("head_bucket", client=self.probe, Bucket=self.bucket)
         except StorageError as exc:
             code = exc.code
             if not code:
