@@ -52,6 +52,7 @@ log = logging.getLogger("exporter.tables")
 
 TABLE_FORMATS = ("delta", "iceberg")
 RUN_ID_KEY = "brokerexport.run_id"  # Delta commit info / Iceberg snapshot summary
+HISTORY_SCAN = 1000  # Delta: how many of the newest commits are searched for a run's commit
 DEFAULT_CATALOG = "brokerexport"
 MANIFEST = "_manifest.json"
 CURSOR = "_cursor.json"
@@ -279,11 +280,12 @@ class DeltaTables(TableBackend):
 
     def _open(self, table: dict[str, Any]) -> Any:
         from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
 
-        uri = self.uri(table["root"])
-        if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options()):
+        try:  # (not DeltaTable.is_deltatable: it never returns against some S3-compatible servers)
+            return DeltaTable(self.uri(table["root"]), storage_options=self.storage_options())
+        except TableNotFoundError:
             return None
-        return DeltaTable(uri, storage_options=self.storage_options())
 
     def _schema(self, table: dict[str, Any], existing: Any) -> Any:
         """Ours (data columns, then the partition columns) united by name with the table's:
@@ -322,10 +324,18 @@ class DeltaTables(TableBackend):
         if existing is None or existing.transaction_version(self.app_id) != txn:
             return None
         # the app transaction says a run that started at our start time committed; the run id in
-        # the commit info says whether it was this one, and which version it made
-        for entry in existing.history():
-            if entry.get(RUN_ID_KEY) == run_id:
-                return {"format": "delta", "uri": self.uri(table["root"]), "version": int(entry["version"])}
+        # the commit info says whether it was this one, and which version it made. The log's
+        # commit files are read through the storage seam, newest first (DeltaTable.history() never
+        # returns against some S3-compatible servers)
+        latest = existing.version()
+        for version in range(latest, max(-1, latest - HISTORY_SCAN), -1):
+            raw = self.storage.read(join(table["root"], "_delta_log", f"{version:020d}.json"))
+            if raw is None:
+                break  # older commits are in a checkpoint only
+            for line in raw.splitlines():
+                info = json.loads(line).get("commitInfo") if line.strip() else None
+                if info is not None and info.get(RUN_ID_KEY) == run_id:
+                    return {"format": "delta", "uri": self.uri(table["root"]), "version": version}
         return None
 
     def commit(self, table: dict[str, Any], files: list[dict[str, Any]], run_id: str, txn: int) -> dict[str, Any]:
