@@ -351,6 +351,7 @@ def test_an_iceberg_table_whose_column_type_differs_fails_before_any_commit(
     assert iceberg_catalog(tmp_path).load_table(("tradesync", "balances")).snapshots() == []
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pyiceberg: REST without an OAuth2 URI
 def test_an_unreachable_iceberg_catalog_fails_before_fetching(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -433,3 +434,20 @@ def test_a_concurrent_iceberg_writer_that_wins_fails_the_run_in_one_line(tmp_pat
     assert "commit failed" in message and "rerun to commit them" in message, message
     assert run_commits(tmp_path, "iceberg", "balances") == [first.run_id, None]
     assert read_table(tmp_path, "iceberg", "balances").num_rows == 0
+
+
+def test_a_parquet_run_never_imports_the_table_libraries(tmp_path: Path) -> None:
+    """The extras stay optional: a Parquet export (sandbox, both sources) loads neither deltalake,
+    pyiceberg nor SQLAlchemy."""
+    code = (
+        "import sys, asyncio\n"
+        "from exporter.cli import demo_job\n"
+        "from exporter.runner import RunOptions, run_job\n"
+        f"result = asyncio.run(run_job(demo_job(50), RunOptions(output={str(tmp_path)!r})))\n"
+        "assert sum(d.rows for d in result.datasets) > 0\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'deltalake', 'pyiceberg', 'sqlalchemy'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+    assert list(tmp_path.glob("tradesync/accounts/snapshot_date=*/part-*.parquet"))
