@@ -451,3 +451,22 @@ def test_a_parquet_run_never_imports_the_table_libraries(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
     assert list(tmp_path.glob("tradesync/accounts/snapshot_date=*/part-*.parquet"))
+
+
+@pytest.mark.parametrize("output_format", FORMATS)
+def test_rejects_land_beside_the_manifest_and_a_clean_rerun_drops_them(output_format: str, tmp_path: Path) -> None:
+    job = table_job(output_format, datasets=("accounts",))
+    folder = tmp_path / "tradesync" / "accounts" / f"snapshot_date={DAY1.date()}"
+    with tradesync_simulator(sim(1, 300, drift="decimal_na")) as (url, _):
+        first = run(job, tmp_path, tradesync_env(url), now=DAY1)
+    rejected = first.datasets[0].rejected_rows
+    assert rejected > 0
+    lines = (folder / "_rejects.jsonl").read_text().splitlines()
+    assert len(lines) == rejected and all("problems" in json.loads(line) for line in lines)
+    assert manifest_at(tmp_path, "accounts", DAY1)["datasets"]["accounts"]["rejected_rows"] == rejected
+    # the rows are in the table all the same, the unconvertible value null
+    assert read_table(tmp_path, output_format, "accounts").num_rows == 300
+    with tradesync_simulator(sim(1, 300)) as (url, _):
+        run(job, tmp_path, tradesync_env(url), now=DAY1)
+    assert not (folder / "_rejects.jsonl").exists()  # it described the replaced snapshot
+    assert manifest_at(tmp_path, "accounts", DAY1)["datasets"]["accounts"]["rejected_rows"] == 0
