@@ -1,7 +1,7 @@
 """Benchmark: the exporter against the floor and the limit of exporting ``/accounts``, side by side.
 
     python bench/run.py                      # 200,000 and 1,000,000 accounts at 0 and 20 ms latency
-    python bench/run.py --quick              # 20,000 accounts only
+    python bench/run.py --quick              # 20,000 accounts only (results in a temporary folder)
     python bench/run.py --sizes 50000 --latencies 0 --repeat 3
 
 For each size one simulator process (``bench/sim.py``: every page pre-rendered, served from memory,
@@ -23,7 +23,9 @@ contender's process lifetime, interpreter start-up and imports included, for all
 The simulator is another process and is not counted. Requests are counted by the simulator (``/_sim/state``,
 reset before each contender). A result is valid when the process exits 0 and it delivered exactly
 N rows (for Parquet outputs: N rows and N distinct ids). Results: ``bench/results/latest.json``
-and ``latest.md``; the markdown table is also printed.
+and ``latest.md`` for the full run, the one the README's table cites; any other run (``--quick``,
+other sizes, latencies or repeats) writes to a new temporary folder unless ``--results`` names one,
+so it never overwrites those. The markdown table is also printed.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from common import exporter_bin, free_port, publish, run_main, stop, tail
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 KEY, SECRET = "sim-key", "sim-secret"
+FULL_LATENCIES = [0.0, 20.0]
 WALKS_LATENCY_MS = 20.0
 WALKS_TARGET = 5.0
 
@@ -332,21 +335,26 @@ def markdown(report: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     def numbers(text: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
 
     parser = argparse.ArgumentParser(description="exporter vs floor vs limit on the Tradesync simulator")
     parser.add_argument("--quick", action="store_true", help="20,000 accounts only")
     parser.add_argument("--sizes", type=lambda t: [int(x) for x in numbers(t)], help="default 200000,1000000")
-    parser.add_argument("--latencies", type=numbers, default=[0.0, 20.0], help="simulated ms (default 0,20)")
+    parser.add_argument("--latencies", type=numbers, default=FULL_LATENCIES, help="simulated ms (default 0,20)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; the median is kept")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for latest.json and latest.md")
-    args = parser.parse_args()
+    parser.add_argument("--results", type=Path, help="folder for latest.json and latest.md (default: bench/results "
+                        "for the full run, a new temporary folder for any other)")
+    args = parser.parse_args(argv)
+    full = not args.quick and args.sizes is None and args.latencies == FULL_LATENCIES and args.repeat == 1
     if args.sizes is None:
         args.sizes = [20_000] if args.quick else [200_000, 1_000_000]
     if args.repeat < 1 or not args.sizes or not args.latencies:
         parser.error("need at least one size, one latency and --repeat >= 1")
+    if args.results is None:
+        # bench/results holds the full run the README cites: a smaller run must not replace it
+        args.results = RESULTS if full else Path(tempfile.mkdtemp(prefix="brokerexport-bench-results-"))
     return args
 
 

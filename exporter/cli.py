@@ -8,9 +8,11 @@ import asyncio
 import errno
 import json
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,9 +21,11 @@ import click
 from . import __version__
 from .errors import ExporterError, JobFileError
 from .jobs import JobSpec, load_job, parse_job
+from .metrics import RunOutcome, write_metrics
 from .progress import Reporter
 from .runner import Run, RunOptions, RunResult
 from .sources import registry
+from .summary import summary_json
 
 T = TypeVar("T")
 log = logging.getLogger("exporter")
@@ -39,7 +43,17 @@ class _JsonFormatter(logging.Formatter):
         )
 
 
+# the format of stderr lines; the final error line follows it too (a JSON consumer reads every line)
+_stderr_format = "text"
+
+
+def use_format(fmt: str) -> None:
+    global _stderr_format
+    _stderr_format = fmt
+
+
 def setup_logging(fmt: str, verbose: bool = False) -> None:
+    use_format(fmt)
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
@@ -52,8 +66,19 @@ def setup_logging(fmt: str, verbose: bool = False) -> None:
 
 
 def fail(message: str, code: int) -> None:
-    """One clear line on stderr, then exit with ``code`` (never a traceback for expected errors)."""
-    click.echo(f"error: {message}", err=True)
+    """One clear line on stderr, then exit with ``code`` (never a traceback for expected errors).
+    With ``--log-format json`` that line is a JSON object like every log line."""
+    if _stderr_format == "json":
+        line = json.dumps({
+            "ts": datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "level": "error",
+            "logger": "exporter",
+            "message": message,
+            "exit_code": code,
+        })
+    else:
+        line = f"error: {message}"
+    click.echo(line, err=True)
     sys.exit(code)
 
 
@@ -93,10 +118,16 @@ def main() -> None:
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format on stderr.")
 @click.option("--format", "output_format", type=click.Choice(["parquet", "delta", "iceberg"]),
               help="Parquet folders (default), or one Delta Lake / Apache Iceberg table per dataset.")
-@click.option("--resume", "resume", flag_value="require", help="Continue the interrupted run (fail if none).")
-@click.option("--fresh", "resume", flag_value="fresh", help="Discard any interrupted run and start over.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run (fail if none).")
+@click.option("--fresh", is_flag=True, help="Discard any interrupted run and start over.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Prometheus text file written when the run ends (node_exporter's textfile collector).")
+@click.option("--summary", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="The end-of-run summary on stdout: text, or one JSON object.")
+@click.pass_context
 def run(
+    ctx: click.Context,
     job_file: Path,
     output: str | None,
     datasets: tuple[str, ...],
@@ -104,10 +135,18 @@ def run(
     rps: float | None,
     log_format: str | None,
     output_format: str | None,
-    resume: str | None,
+    resume: bool,
+    fresh: bool,
     verbose: bool,
+    metrics_file: Path | None,
+    summary: str,
 ) -> None:
     """Run JOB_FILE. By default an interrupted run of the same job is resumed."""
+    if log_format:
+        use_format(log_format)  # before the job file is read: its errors follow the flag too
+    if resume and fresh:
+        fail("--resume and --fresh exclude each other: --resume continues the interrupted run, "
+             "--fresh discards it", 2)
     try:
         job = load_job(job_file, registry()).with_overrides(
             datasets=datasets, concurrency=concurrency, rps=rps, log_format=log_format, output_format=output_format
@@ -116,17 +155,71 @@ def run(
         fail(str(exc), exc.exit_code)
     setup_logging(job.log_format, verbose)
     out = output or job.output or "output"
-    result = execute(job, out, resume or "auto", job.log_format)
-    print_summary(result)
+    mode = "require" if resume else "fresh" if fresh else "auto"
+    metrics = metrics_file or (Path(job.metrics_file) if job.metrics_file else None)
+    if metrics is not None and not metrics.resolve().parent.is_dir():
+        fail(f"metrics file {metrics}: the folder {metrics.resolve().parent} does not exist", 2)
+    outcome = RunOutcome(job.name)
+    try:
+        outcome.result = execute(job, out, mode, job.log_format, on_run=outcome.watch,
+                                 resume_hint=shlex.join([*given_command(ctx), "--resume"]))
+    finally:  # success or failure (fail() exits through here too)
+        if metrics is not None:
+            record_metrics(metrics, outcome)
+    if summary == "json":
+        click.echo(json.dumps(summary_json(outcome.result), default=str))
+    else:
+        print_summary(outcome.result)
 
 
-def execute(job: JobSpec, output: str | Path, resume: str, log_format: str) -> RunResult:
+def record_metrics(path: Path, outcome: RunOutcome) -> None:
+    try:
+        write_metrics(path, outcome)
+    except OSError as exc:
+        message = f"cannot write the metrics file {path}: {exc.strerror or exc}"
+        if outcome.result is None:
+            click.echo(f"error: {message}", err=True)  # the run's own error goes on after this one
+        else:
+            fail(message + " (the snapshot was published)", 1)
+
+
+def given_command(ctx: click.Context) -> list[str]:
+    """This command with every argument and option it was given on the command line, except
+    ``--resume``/``--fresh``: the output, the datasets and the rest decide which checkpoint a
+    run finds, so a resume hint that dropped one would not find this run's."""
+    words = ["exporter", ctx.info_name or ""]
+    for param in ctx.command.params:
+        name = param.name or ""
+        value = ctx.params.get(name)
+        if name in ("resume", "fresh") or value is None:
+            continue
+        if ctx.get_parameter_source(name) not in (
+            click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT
+        ):
+            continue
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+            continue
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            if value:
+                words.append(flag)
+            continue
+        for item in value if getattr(param, "multiple", False) else (value,):
+            words += [flag, str(item)]
+    return words
+
+
+def execute(job: JobSpec, output: str | Path, resume: str, log_format: str,
+            on_run: Callable[[Run], None] | None = None, resume_hint: str = "") -> RunResult:
     live = sys.stderr.isatty() and log_format == "text"
     reporter = Reporter(enabled=True, live=live)
-    options = RunOptions(output=output, resume=resume, reporter=reporter)
+    options = RunOptions(output=output, resume=resume, reporter=reporter, resume_hint=resume_hint)
 
     async def go() -> RunResult:
         runner = Run(job, options)
+        if on_run is not None:
+            on_run(runner)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, runner.request_stop)
@@ -146,6 +239,7 @@ def print_summary(result: RunResult) -> None:
         f"in {result.seconds:.1f}s" + (f" (resumed {result.resumed}x)" if result.resumed else "")
         + (" (its interrupted commit was completed)" if result.recovered else "")
     ]
+    width = max((len(f"{d.source}/{d.dataset}") for d in result.datasets), default=0)
     for d in result.datasets:
         extra = []
         if d.rejected_rows:
@@ -157,7 +251,7 @@ def print_summary(result: RunResult) -> None:
                                                      else f"snapshot {d.table['snapshot_id']}"))
         note = f"  ({'; '.join(extra)})" if extra else ""
         lines.append(
-            f"  {d.source}/{d.dataset:<18} {d.rows:>12,} rows {len(d.files):>4} files "
+            f"  {d.source + '/' + d.dataset:<{width}} {d.rows:>12,} rows {len(d.files):>4} files "
             f"{d.bytes / 1e6:>9.1f} MB  {d.path}{note}"
         )
     for source, stats in result.requests.items():
@@ -191,14 +285,71 @@ def demo_job(accounts: int) -> JobSpec:
 @main.command()
 @click.option("--accounts", type=click.IntRange(min=1), default=DEMO_ACCOUNTS, show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("output"), show_default=True)
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
-def demo(accounts: int, output: Path, log_format: str) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Log line format on stderr.")
+@click.pass_context
+def demo(ctx: click.Context, accounts: int, output: Path, log_format: str) -> None:
     """Export every dataset from the built-in simulators (no credentials needed)."""
     setup_logging(log_format)
-    result = execute(demo_job(accounts), output, "fresh", log_format)
+    # the demo always starts over: rerunning the same command is how to continue
+    result = execute(demo_job(accounts), output, "fresh", log_format, resume_hint=shlex.join(given_command(ctx)))
     print_summary(result)
-    click.echo(f"Query it: duckdb -c \"SELECT * FROM read_parquet('{output}/*/balances/**/*.parquet', "
-               "hive_partitioning=true, union_by_name=true) LIMIT 5\"")
+    click.echo(f"Query it: {query_hint(output)}")
+    click.echo(f"Report: {make_report(str(output), None, (), 30)}")
+
+
+@main.command()
+@click.argument("output")
+@click.option("--report-file", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report here (default: OUTPUT/report.html).")
+@click.option("--source", "sources", multiple=True, help="Only this source (repeatable; default: every one).")
+@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True,
+              help="The last N snapshots of each source.")
+def report(output: str, report_file: Path | None, sources: tuple[str, ...], days: int) -> None:
+    """An HTML report of what the runs published under OUTPUT (a folder or s3://BUCKET/PREFIX)."""
+    setup_logging("text")
+    click.echo(make_report(output, report_file, sources, days))
+
+
+def make_report(output: str, report_file: Path | None, sources: tuple[str, ...], days: int) -> str:
+    """Write the report; returns where it went. Errors exit like a run's."""
+    from .report import ReportOptions, write_report
+
+    try:
+        return write_report(output, report_file, ReportOptions(days=days, sources=sources))
+    except ExporterError as exc:
+        fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        fail(f"cannot write the report: {exc.strerror or exc}{_where(exc)}", 1)
+    raise AssertionError("unreachable")
+
+
+def query_hint(output: Path) -> str:
+    """A command that queries the demo's balances with what the install provides: this Python and
+    the ``duckdb`` package (a dependency; the ``duckdb`` program is not). Both sources in one
+    table: their balances differ in columns, ``union_by_name`` lines them up."""
+    pattern = json.dumps(f"{output}/*/balances/**/*.parquet")  # a valid Python string literal
+    code = (
+        f"import duckdb; duckdb.read_parquet({pattern}, hive_partitioning=True, union_by_name=True)"
+        '.aggregate("source, currency, count(*) AS accounts, sum(balance) AS balance")'
+        '.order("source, currency").show()'
+    )
+    return shlex.join([sys.executable, "-c", code])
+
+
+def sim_start(value: str) -> datetime:
+    """``--start``: ``now`` (whole seconds) or an ISO date or datetime (UTC unless it says otherwise)."""
+    if value == "now":
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--start must be 'now' or an ISO date or datetime such as 2025-01-31T12:00:00Z, got {value!r}", 2)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+START_HELP = ("The simulator's clock at start: now, or an ISO date/datetime (2025-01-31T12:00:00Z gives the "
+              "tests' data). Its data spans 90 days before it; POST /_sim/advance?seconds=N moves it.")
 
 
 @main.group()
@@ -218,9 +369,10 @@ def sandbox() -> None:
 @click.option("--rps", type=click.FloatRange(min=0), default=10, show_default=True, help="Rate limit (0 = off).")
 @click.option("--retry-after/--no-retry-after", default=False, help="Send Retry-After on 429.")
 @click.option("--warm", is_flag=True, help="Pre-render all account pages (for benchmarks).")
+@click.option("--start", default="now", show_default=True, help=START_HELP)
 def sandbox_tradesync(
     host: str, port: int, accounts: int, trades_per_account: int, seed: int, latency_ms: float,
-    error_rate: float, faults: str, rps: float, retry_after: bool, warm: bool,
+    error_rate: float, faults: str, rps: float, retry_after: bool, warm: bool, start: str,
 ) -> None:
     """The Tradesync API simulator (key sim-key, secret sim-secret)."""
     from .sandbox._sim_base import serve
@@ -229,14 +381,14 @@ def sandbox_tradesync(
     config = TradesyncSimConfig(
         seed=seed, accounts=accounts, trades_per_account=trades_per_account, latency_ms=latency_ms,
         error_rate=error_rate, fault_kinds=tuple(f.strip() for f in faults.split(",") if f.strip()),
-        rate_limit_rps=rps, retry_after_header=retry_after,
+        rate_limit_rps=rps, retry_after_header=retry_after, sim_start=sim_start(start),
     )
     simulator = TradesyncSimulator(config)
     if warm:
         simulator.warm()
     click.echo(
-        f"Tradesync simulator on http://{host}:{port}  "
-        "(TRADESYNC_API_KEY=sim-key TRADESYNC_API_SECRET=sim-secret)"
+        f"Tradesync simulator on http://{host}:{port}, clock at {config.sim_start.isoformat()}. Point jobs at it:\n"
+        f"  export TRADESYNC_BASE_URL=http://{host}:{port} TRADESYNC_API_KEY=sim-key TRADESYNC_API_SECRET=sim-secret"
     )
     with _quiet_interrupt():
         asyncio.run(serve(simulator.make_app(), host, port))
@@ -260,10 +412,12 @@ def sandbox_tradesync(
 @click.option("--retry-after/--no-retry-after", default=False, help="Send Retry-After on 429.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this PEM cert.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Private key of --tls-cert.")
+@click.option("--start", default="now", show_default=True, help=START_HELP)
 def sandbox_traderevolution(
     host: str, port: int, users: int, positions_per_account: int, seed: int, latency_ms: float,
     error_rate: float, faults: str, rps: float, blocking_threshold: int, blocking_duration: float,
     access_ttl: float, refresh_ttl: float, retry_after: bool, tls_cert: str | None, tls_key: str | None,
+    start: str,
 ) -> None:
     """The TraderEvolution BackOffice simulator (login sim-user, password sim-pass)."""
     import ssl
@@ -277,6 +431,7 @@ def sandbox_traderevolution(
         error_rate=error_rate, fault_kinds=tuple(f.strip() for f in faults.split(",") if f.strip()),
         rate_limit_rps=rps, blocking_threshold=blocking_threshold, blocking_duration_s=blocking_duration,
         access_ttl_s=access_ttl, refresh_ttl_s=refresh_ttl, retry_after_header=retry_after,
+        sim_start=sim_start(start),
     )
     context = None
     if tls_cert:
@@ -284,8 +439,9 @@ def sandbox_traderevolution(
         context.load_cert_chain(tls_cert, tls_key)
     scheme = "https" if context else "http"
     click.echo(
-        f"TraderEvolution simulator on {scheme}://{host}:{port}{BASE_PATH}  "
-        "(TRADEREVOLUTION_LOGIN=sim-user TRADEREVOLUTION_PASSWORD=sim-pass)"
+        f"TraderEvolution simulator on {scheme}://{host}:{port}{BASE_PATH}, clock at {config.sim_start.isoformat()}. "
+        f"Point jobs at it:\n  export TRADEREVOLUTION_BASE_URL={scheme}://{host}:{port}{BASE_PATH} "
+        "TRADEREVOLUTION_LOGIN=sim-user TRADEREVOLUTION_PASSWORD=sim-pass"
     )
     web.run_app(TraderEvolutionSimulator(config).make_app(), host=host, port=port, ssl_context=context,
                 print=None, access_log=None)

@@ -92,6 +92,10 @@ class Committer:
         file (nor one an older table version lists)."""
         return run_id if self.in_place or self.tables is not None else ""
 
+    def spool_partition(self, run_id: str, target: str) -> str:
+        """Where part files holding staged drift columns wait until their types are settled."""
+        return join(self.run_prefix(run_id), "_spool", target)
+
     def rejects_prefix(self, run_id: str, dataset: str) -> str:
         return join(self.run_prefix(run_id), "_rejects", dataset)
 

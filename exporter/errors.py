@@ -15,6 +15,13 @@ class JobFileError(ExporterError):
     exit_code = 2
 
 
+class ConfigError(ExporterError):
+    """The environment points the run somewhere it cannot work (a base URL that is not the API):
+    like a job-file error, the fix is in the set-up, not in retrying."""
+
+    exit_code = 2
+
+
 class AuthError(ExporterError):
     """401/403 or a failed login: retrying cannot help, so the run stops at once."""
 
@@ -82,6 +89,13 @@ class StorageError(ExporterError):
     def __init__(self, message: str, *, code: str = "") -> None:
         super().__init__(message)
         self.code = code
+
+
+class OutputFolderError(StorageError):
+    """The output folder cannot be created or written: the command or the job names the wrong
+    place (or one without permission). Nothing ran; like a usage error, exit 2."""
+
+    exit_code = 2
 
 
 class StorageAuthError(StorageError):

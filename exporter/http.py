@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ipaddress
 import logging
+import os
 import random
+import socket
 import ssl
 import time
 from collections import Counter
@@ -129,6 +132,8 @@ class ClientSettings:
     user_agent: str = "brokerexport"
     # TraderEvolution limits each collection separately: pace per first path segment
     pace_per_collection: bool = False
+    # where base_url came from ("TRADESYNC_BASE_URL"), named when its host cannot be reached
+    base_url_from: str = ""
 
 
 class HttpClient:
@@ -161,6 +166,7 @@ class HttpClient:
         self._session: aiohttp.ClientSession | None = None
         self.in_flight = 0
         self.peak_in_flight = 0
+        self._answered = False  # the server has answered once: later connect failures are outages
 
     async def __aenter__(self) -> HttpClient:
         connector = aiohttp.TCPConnector(
@@ -226,6 +232,7 @@ class HttpClient:
         url = self.url(path)
         self.stats.requests += 1
         async with self._session.request(method, url, params=params, headers=headers, json=json) as resp:
+            self._answered = True
             body = await resp.read()
             self.stats.bytes += len(body)
             return Response(resp.status, resp.headers, body, str(resp.url))
@@ -277,8 +284,11 @@ class HttpClient:
                 ) from None
             except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 kind = type(exc).__name__
-                failure = HTTPError(f"{kind}: {exc}" if str(exc) else kind, transient=True)
                 self.stats.errors[kind] += 1
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    failure = self._connect_failure(exc)  # raises where retrying cannot help
+                else:
+                    failure = HTTPError(f"{kind}: {exc}" if str(exc) else kind, transient=True)
             # a 429 that says when to come back is obeyed, not counted: only the time budget applies
             if not (failure.status == 429 and failure.retry_after):
                 counted += 1
@@ -335,11 +345,39 @@ class HttpClient:
             self.pacer(path).pause(delay)
         return delay
 
+    def _connect_failure(self, exc: aiohttp.ClientConnectorError) -> HTTPError:
+        """No connection to the host. Before the server ever answered, a refused loopback port or
+        a name that does not exist is a set-up mistake that no retry fixes: fail at once, naming
+        the variable that set the host. Anything else is retried like an outage."""
+        error = exc.os_error
+        code = error.errno if isinstance(error.errno, int) else 0
+        reason = os.strerror(code) if code > 0 else error.strerror or str(error)
+        origin = f" (the host of {self.settings.base_url_from})" if self.settings.base_url_from else ""
+        message = f"cannot connect to {exc.host}:{exc.port}{origin}: {reason}"
+        if not self._answered and _hopeless(exc):
+            raise HTTPError(message) from None
+        return HTTPError(message, transient=True)
+
     def _auth_message(self, response: Response) -> str:
         detail = self.read_error(response)
         what = "permission denied" if response.status == 403 else "authentication failed"
         hint = f"; {self.auth_hint}" if self.auth_hint else ""
         return f"{what} (HTTP {response.status} {detail}){hint}"
+
+
+def _hopeless(exc: aiohttp.ClientConnectorError) -> bool:
+    """A name that does not resolve (not a temporary DNS failure), or a refused loopback port."""
+    error = exc.os_error
+    if isinstance(error, socket.gaierror):
+        return error.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
+    if not isinstance(error, ConnectionRefusedError):
+        return False
+    if exc.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(exc.host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _path_only(url: str) -> str:

@@ -73,6 +73,7 @@ class JobSpec:
     s3_region: str | None = None
     format: str = "parquet"  # parquet (Hive folders), delta or iceberg (tables: exporter/tables.py)
     iceberg: dict[str, str] = field(default_factory=dict)  # the [iceberg] table: catalog properties
+    metrics_file: str | None = None  # Prometheus text file written when a run ends
 
     def fingerprint(self) -> str:
         """A hash of everything that decides *what* a run fetches and how rows are shaped.
@@ -156,7 +157,7 @@ def load_job(path: str | Path, registry: dict[str, Any]) -> JobSpec:
 def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobSpec:
     where = str(path)
     _no_unknown(raw, {"name", "output", "schema_drift", "log_format", "rows_per_file", "lease_ttl_seconds", "s3",
-                      "sources", "format", "iceberg"}, where, "")
+                      "sources", "metrics_file", "format", "iceberg"}, where, "")
     name = _get(raw, "name", str, where, "", default=path.stem)
     # the name is a folder (OUTPUT/_staging/<name>) that a run removes: '..' would be OUTPUT itself
     check_name(name, where, "key 'name'" if "name" in raw else "key 'name' (not set, so the file name)")
@@ -166,6 +167,10 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
     output = raw.get("output")
     if output is not None and (not isinstance(output, str) or not output):
         raise JobFileError(f"{where}: key 'output' must be a folder or s3://BUCKET/PREFIX")
+    metrics_file = raw.get("metrics_file")
+    if metrics_file is not None and (not isinstance(metrics_file, str) or not metrics_file or "://" in metrics_file):
+        raise JobFileError(f"{where}: key 'metrics_file' must be a local file path (e.g. /var/lib/node_exporter/"
+                           f"textfile/nightly.prom), got {metrics_file!r}")
     lease_ttl = _get(raw, "lease_ttl_seconds", (int, float), where, "", default=60, minimum=2)
     s3 = raw.get("s3", {})
     if not isinstance(s3, dict):
@@ -199,6 +204,7 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
         s3_region=region,
         format=output_format,
         iceberg=iceberg,
+        metrics_file=metrics_file,
     )
 
 

@@ -28,6 +28,8 @@ class DatasetResult:
     rejected_rows: int = 0
     null_tokens: dict[str, int] = field(default_factory=dict)
     table: dict[str, Any] | None = None  # Delta or Iceberg output: the version or snapshot the run committed
+    drift_types: dict[str, str] = field(default_factory=dict)  # column -> its settled form
+    drift_fallbacks: dict[str, str] = field(default_factory=dict)  # column -> why it is JSON text
 
     @property
     def bytes(self) -> int:
@@ -69,6 +71,8 @@ def build_manifest(run: RunInfo, source: str, datasets: list[DatasetResult], sou
                 "files": d.files,
                 "schema": [{"name": f.name, "type": str(f.type)} for f in d.schema or []],
                 "unknown_fields": d.unknown_fields,
+                "drift_types": d.drift_types,
+                "drift_fallbacks": d.drift_fallbacks,
                 "withheld_fields": d.withheld_fields,
                 "rejected_rows": d.rejected_rows,
                 "rejects_by_column": d.rejects,

@@ -129,7 +129,8 @@ class StreamPipeline:
                     await write_oldest()
             while converting:
                 await write_oldest()
-            await durable(DatasetSink.make_durable)
+            if not first_write:  # without a page written there is nothing to resume: no checkpoint
+                await durable(DatasetSink.make_durable)
             if producer.cancelled():
                 return
             producer.result()  # re-raise a walk failure

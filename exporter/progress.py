@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import IO, Any
 
 log = logging.getLogger("exporter.progress")
 
@@ -18,6 +21,38 @@ class _StreamProgress:
 
     def rate(self) -> float:
         return self.rows / max(1e-6, time.monotonic() - self.started)
+
+
+# a terminal that does not tell its size (a pseudo-terminal reporting 0 columns): wide enough for
+# every row, rather than rich's 80 columns, which cut stream names and counts off
+UNKNOWN_WIDTH = 200
+
+
+def display_width(stream: IO[str]) -> int:
+    """The width of the terminal ``stream`` is on, measured on that stream itself (rich measures
+    stdin first, which may be another terminal or one reporting 0 columns); then ``COLUMNS``."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    env = os.environ.get("COLUMNS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else UNKNOWN_WIDTH
+
+
+def _stderr_console() -> Any:
+    """A rich console on stderr (the display is for the terminal there; stdout keeps the summary)
+    whose width is measured at every refresh, so a resized terminal is followed."""
+    from rich.console import Console, ConsoleDimensions
+
+    class StderrConsole(Console):
+        def _size(self) -> ConsoleDimensions:
+            return ConsoleDimensions(display_width(self.file), Console.size.fget(self).height)  # type: ignore[attr-defined]
+
+        size = property(_size, Console.size.fset)  # type: ignore[assignment]
+
+    return StderrConsole(file=sys.stderr)
 
 
 class Reporter:
@@ -41,6 +76,7 @@ class Reporter:
                 TextColumn("{task.fields[pages]:>7,} pages"),
                 TextColumn("{task.fields[rate]:>10,.0f} rec/s"),
                 TimeElapsedColumn(),
+                console=_stderr_console(),
                 transient=False,
             )
             self._live.start()

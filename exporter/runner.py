@@ -24,6 +24,7 @@ from typing import Any
 
 from .checkpoint import Checkpoint
 from .commit import CURSOR, Committer, PartitionPlan
+from .drift import DriftRules
 from .errors import CheckpointError, ExporterError, Interrupted
 from .http import HttpClient
 from .incremental import cursor_after_walk, pick_latest, seed_walk_state
@@ -34,7 +35,7 @@ from .pipeline import PipelineSettings, StreamPipeline
 from .progress import Reporter
 from .schema import PageConverter, empty_table
 from .sink import DatasetSink, WriterSettings
-from .sources import Connection, Source, Stream, registry
+from .sources import Connection, Source, Stream, registry, written_names
 from .storage import Storage, join, open_storage
 from .tables import open_tables, table_spec
 from .walk import Page
@@ -106,10 +107,15 @@ class Run:
         self.sinks: dict[str, DatasetSink] = {}
         self._targets: dict[str, str] = {}  # dataset key -> published partition
         self._streams: dict[str, tuple[Stream, str]] = {}  # dataset key -> (stream, stream key)
+        self._clients: dict[str, HttpClient] = {}  # source -> its client: counters even of a failed run
         self._convert_pool = ThreadPoolExecutor(max(1, options.convert_threads), thread_name_prefix="convert")
         # each stream awaits its previous write before the next, so a stream's writers are only
         # ever used by one thread at a time; several streams write in parallel
         self._writer_pool = ThreadPoolExecutor(4, thread_name_prefix="write")
+
+    def request_stats(self) -> dict[str, dict[str, Any]]:
+        """Request counters per source so far (the metrics of a run that failed)."""
+        return {k: c.stats.as_dict() | {"peak_in_flight": c.peak_in_flight} for k, c in self._clients.items()}
 
     def request_stop(self) -> None:
         if not self._stopping:
@@ -212,6 +218,9 @@ class Run:
         if recovered is not None:
             self.reporter.close()
             return recovered
+        for source in self.sources:  # missing credentials fail here, before anything is left behind
+            if source.spec.sandbox is None:
+                source.connection(self.options.env)
         self.checkpoint = self._open_checkpoint()
         self.lease.set_run(self.checkpoint.run_id)
         results: dict[str, dict[str, Any]] = {}
@@ -227,6 +236,9 @@ class Run:
                 sink.abort()
             raise _first_error(group_error) from None
         if self._stopping:
+            if self.storage.read(self.committer.checkpoint_key) is None:
+                raise Interrupted("interrupted before the first page was written: nothing to resume, "
+                                  "the next run starts over")
             raise Interrupted(
                 "interrupted; the checkpoint is saved. Resume with: "
                 + (self.options.resume_hint or f"exporter run {self.job.path} --resume")
@@ -252,7 +264,7 @@ class Run:
                 connection: Connection = stack.enter_context(source.sandbox())
             else:
                 connection = source.connection(self.options.env)
-            client = source_client(source, connection)
+            client = self._clients[source.kind] = source_client(source, connection)
             async with client:
                 pipelines = [self._pipeline(source, stream) for stream in source.streams()]
                 async with asyncio.TaskGroup() as group:
@@ -288,7 +300,10 @@ class Run:
             constants = self.tables.file_columns(self._partition(stream)) if self.tables is not None else None
             self.sinks[key] = DatasetSink(
                 key, self.storage, partition, self.committer.rejects_prefix(run_id, key), dataset_state, settings,
-                base, tag=self.committer.part_tag(run_id), constants=constants,
+                base, tag=self.committer.part_tag(run_id), spool=self.committer.spool_partition(run_id, target),
+                constants=constants,
+                drift_rules=DriftRules(stream.text_cells, stream.null_tokens),
+                written_names=written_names(stream.outputs[dataset]),
             )
             sinks.append(self.sinks[key])
         self.reporter.add_stream(stream_key)
@@ -334,11 +349,13 @@ class Run:
         for key, sink in self.sinks.items():
             source, dataset = key.split("/", 1)
             where = self._targets[key] if self.tables is None else join(source, self._streams[key][0].folder(dataset))
+            drift = sink.settle_drift()
             out.append(DatasetResult(
                 source=source, dataset=dataset, rows=sum(p.rows for p in sink.writer.parts),
                 files=[p.public() for p in sink.writer.parts], path=self.storage.describe(where),
                 schema=sink.writer.schema, unknown_fields=dict(sink.unknown), withheld_fields=sorted(sink.withheld),
                 rejects=dict(sink.rejects), rejected_rows=sink.rejected_rows, null_tokens=dict(sink.null_tokens),
+                drift_types=drift.types, drift_fallbacks=drift.fallbacks,
             ))
         plans: list[PartitionPlan] = []
         for source in dict.fromkeys(r.source for r in out):

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import Converted, encode_json
+from .drift import Decision, DriftRules, decide, rewrite_part
+from .schema import Converted, dictionary_columns, encode_json
 from .storage import Storage, Upload, join
 from .walk import Page
 
@@ -34,12 +36,14 @@ class PartFile:
     rows: int
     bytes: int
     upload: dict[str, Any] | None = None
+    spooled: bool = False  # holds staged drift columns: kept in the spool until they are settled
 
     def public(self) -> dict[str, Any]:
         return {"name": self.name, "rows": self.rows, "bytes": self.bytes}
 
     def state(self) -> dict[str, Any]:
-        return self.public() | ({"upload": self.upload} if self.upload else {})
+        return self.public() | ({"upload": self.upload} if self.upload else {}) | (
+            {"spooled": True} if self.spooled else {})
 
 
 @dataclass(frozen=True)
@@ -47,17 +51,6 @@ class WriterSettings:
     rows_per_file: int = 1_000_000
     row_group_rows: int = 128_000
     compression: str = "zstd"
-
-
-def dictionary_columns(schema: pa.Schema) -> list[str]:
-    """Text columns: codes, names, currencies repeat and shrink to a dictionary.
-
-    Numbers, decimals and timestamps are written plain: an account's balance or a creation time
-    rarely repeats, Parquet's dictionary attempt on them cost about 40% of the writer's CPU, and
-    zstd still catches the values that do repeat (bench/README.md: 3.2 -> 2.0 ms per 1,000
-    accounts, and files 14% smaller).
-    """
-    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
 
 
 def part_number(name: str) -> int:
@@ -74,7 +67,8 @@ class DatasetWriter:
     numbering continues after them. ``tag`` goes into every name (object storage: the run's token,
     so that a rerun never overwrites a file an earlier snapshot's manifest lists).
     A table that brings a new column (schema drift, evolve mode) closes the current file: the next
-    one has the wider schema.
+    one has the wider schema, and goes to ``spool`` (a readable place in the staging area) until the
+    drift columns' final types are settled (:mod:`exporter.drift`).
     """
 
     def __init__(
@@ -86,9 +80,13 @@ class DatasetWriter:
         *,
         parts: list[PartFile] | None = None,
         tag: str = "",
+        spool: str = "",
     ) -> None:
         self.storage = storage
         self.partition = partition
+        self.spool = spool or partition
+        self.declared = frozenset(schema.names)
+        self.base_schema = schema
         self.schema = schema
         self.settings = settings
         self.tag = tag
@@ -97,6 +95,7 @@ class DatasetWriter:
         self._writer: pq.ParquetWriter | None = None
         self._upload: Upload | None = None
         self._name = ""
+        self._spooled = False
         self._file_rows = 0
         self._buffer: list[pa.Table] = []
         self._buffered = 0
@@ -160,7 +159,9 @@ class DatasetWriter:
         suffix = f"-{self.tag}" if self.tag else ""
         self._name = f"part-{self._next_part:05d}{suffix}.parquet"
         self._next_part += 1
-        self._upload = self.storage.open_upload(join(self.partition, self._name))
+        self._spooled = self.spool != self.partition and any(n not in self.declared for n in self.schema.names)
+        where = self.spool if self._spooled else self.partition
+        self._upload = self.storage.open_upload(join(where, self._name), visible=self._spooled)
         self._writer = pq.ParquetWriter(
             self._upload.target,
             self.schema,
@@ -176,7 +177,7 @@ class DatasetWriter:
         self._writer.close()
         state = self._upload.finish()
         size = int(state.pop("bytes"))
-        self.parts.append(PartFile(self._name, self._file_rows, size, state or None))
+        self.parts.append(PartFile(self._name, self._file_rows, size, state or None, self._spooled))
         self._writer = None
         self._upload = None
         self._file_rows = 0
@@ -245,7 +246,9 @@ class DatasetSink:
     """Part files, rejects and manifest counters of one dataset of a run."""
 
     def __init__(self, key: str, storage: Storage, partition: str, rejects_prefix: str, state: dict[str, Any],
-                 settings: WriterSettings, schema: pa.Schema, *, tag: str = "",
+                 settings: WriterSettings, schema: pa.Schema, *, tag: str = "", spool: str = "",
+                 drift_rules: DriftRules | None = None,
+                 written_names: Callable[[str], tuple[str, ...]] | None = None,
                  constants: dict[str, pa.Scalar] | None = None) -> None:
         self.key = key
         # columns every row of this run carries in the files themselves (an Iceberg table's
@@ -253,13 +256,20 @@ class DatasetSink:
         self.constants = dict(constants or {})
         for name, value in self.constants.items():
             schema = schema.append(pa.field(name, value.type))
+        # the columns a record field is written as (the dataset's projection may rename it): the
+        # manifest counts under those names, the ones a reader of the Parquet files sees
+        self.written_names = written_names or (lambda column: (column,))
         self.storage = storage
         self.partition = partition
         self.state = state
+        self.drift_rules = drift_rules or DriftRules()
+        self.drift = Decision()
         parts = [PartFile(**p) for p in state.setdefault("parts", [])]
         # what a crash left after the last checkpoint: those rows get fetched again
         storage.prune_uploads(partition, [p.state() | (p.upload or {}) for p in parts], tag)
-        self.writer = DatasetWriter(storage, partition, schema, settings, parts=parts, tag=tag)
+        if spool:
+            storage.prune_uploads(spool, [p.state() for p in parts if p.spooled], tag)
+        self.writer = DatasetWriter(storage, partition, schema, settings, parts=parts, tag=tag, spool=spool)
         self._declared = frozenset(schema.names)
         self.unknown = Counter(state.get("unknown_fields", {}))
         self.withheld = set(state.get("withheld_fields", []))
@@ -279,13 +289,17 @@ class DatasetSink:
             if name not in self._declared:
                 self.unknown[name] += len(table) - table.column(name).null_count
         self.withheld.update(converted.withheld_fields)
-        self.null_tokens.update(converted.null_tokens)
         columns = set(table.column_names)
+        for column, count in converted.null_tokens.items():
+            for name in self.written_names(column):
+                if name in columns:
+                    self.null_tokens[name] += count
         for reject in converted.rejects:
+            carried = {name for column in reject.problems for name in self.written_names(column)} & columns
             # a projection without the failed column (balances for open_trades) lost nothing
-            if not columns & set(reject.problems):
+            if not carried:
                 continue
-            self.rejects.update(reject.problems.keys())
+            self.rejects.update(carried)
             self.rejected_rows += 1
             line = {"fetched_at": page.fetched_at.isoformat(), "problems": reject.problems, "record": reject.record}
             self.rejects_log.add(encode_json(line) + b"\n")  # numbers exactly as served
@@ -312,6 +326,30 @@ class DatasetSink:
         """The last part file (an empty one for an empty dataset, so readers see its schema)."""
         self.writer.close(keep_empty=True)
         return self.make_durable()
+
+    def settle_drift(self) -> Decision:
+        """Once the dataset is complete: the final form of its drift columns, decided from all
+        their values, and its spooled part files written in that form into the staged partition."""
+        spooled = [p for p in self.writer.parts if p.spooled]
+        if not spooled:
+            return self.drift
+        keys = [join(self.writer.spool, p.name) for p in spooled]
+        self.drift, staged_schema = decide(self.storage, keys, self.writer.declared, self.drift_rules)
+        self.writer.parts = [self._settle(part) if part.spooled else part for part in self.writer.parts]
+        # every file's columns in the order they appeared: a resumed writer knows only those it met
+        # after resuming
+        self.writer.schema = self.drift.apply(pa.unify_schemas([self.writer.base_schema, staged_schema]))
+        self.null_tokens.update(self.drift.null_tokens)
+        return self.drift
+
+    def _settle(self, part: PartFile) -> PartFile:
+        """One spooled part file, written in its final form into the staged partition."""
+        upload = self.storage.open_upload(join(self.partition, part.name))
+        rewrite_part(self.storage, join(self.writer.spool, part.name), upload, self.drift, self.drift_rules,
+                     self.writer.settings.compression)
+        state = upload.finish()
+        size = int(state.pop("bytes"))
+        return PartFile(part.name, part.rows, size, state or None)
 
     def abort(self) -> None:
         self.writer.abort()

@@ -17,6 +17,8 @@ Run as a script this module *is* the exporter command line, with one kill point 
                  of its datasets, ``equity``, done) and before the checkpoint records them with the
                  walk progress they cover, wait for another stream to save the checkpoint, then
                  SIGKILL: an interleaving that thread scheduling can produce on its own, made certain.
+``drift:K``      SIGKILL once the K-th part file holding schema-drift columns has been written in
+                 its final form from the spool (every page fetched, nothing published yet).
 
 The process kills itself with a real SIGKILL, so the kill lands exactly mid-write instead of
 whenever a poller happens to look. Nothing else about the exporter changes.
@@ -385,17 +387,34 @@ def _arm_commit_kill(step: str, k: int) -> None:
                   when=lambda self, keys: bool(cleaning) and any(key.endswith("checkpoint.json") for key in keys))
     else:
         raise SystemExit(f"unknown commit step {step!r}")
+def _arm_drift_kill(k: int) -> None:
+    from exporter.sink import DatasetSink
+
+    original = DatasetSink._settle
+    calls = 0
+
+    def settle(self: Any, part: Any) -> Any:
+        nonlocal calls
+        settled = original(self, part)
+        calls += 1
+        if calls == k:
+            _die()
+        return settled
+
+    DatasetSink._settle = settle  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> None:
     spec, separator, *args = argv
-    assert separator == "--", "usage: chaos_helpers.py write:K|checkpoint:K|race:K|commit:STEP:K -- <exporter args>"
+    assert separator == "--", "usage: chaos_helpers.py write:K|checkpoint:K|race:K|drift:K|commit:STEP:K -- <args>"
     kind, _, count = spec.partition(":")
     if kind == "commit":
         step, _, number = count.partition(":")
         _arm_commit_kill(step, int(number))
     else:
-        {"write": _arm_write_kill, "checkpoint": _arm_checkpoint_kill, "race": _arm_race_kill}[kind](int(count))
+        arm = {"write": _arm_write_kill, "checkpoint": _arm_checkpoint_kill, "race": _arm_race_kill,
+               "drift": _arm_drift_kill}
+        arm[kind](int(count))
     from exporter.cli import main as cli_main
 
     cli_main(args, prog_name="exporter")

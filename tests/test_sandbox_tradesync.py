@@ -365,6 +365,12 @@ def test_schema_drift(drift: str) -> None:
             assert low["leverage"] in (30, 100, 200, 500) and high["leverage"] is None
         elif drift == "int_gets_decimals":
             assert isinstance(low["open_trades"], int) and high["open_trades"] % 1 == Decimal("0.5")
+        elif drift == "typed_fields":  # every account; kyc_level turns from a number into a string
+            assert isinstance(low["kyc_level"], int) and high["kyc_level"].startswith("level-")
+            assert all(isinstance(r["margin_call_level"], Decimal | int) and isinstance(r["limits"], dict)
+                       for r in served)
+            # an account on its own carries the same exact texts
+            assert json.loads(call(base, f"/accounts/{high['id']}").body, parse_float=Decimal)["data"] == high
         else:
             assert isinstance(low["balance"], Decimal) and high["balance"] == "N/A"
 

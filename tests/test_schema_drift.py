@@ -1,6 +1,7 @@
 """Schema drift over real loopback HTTP: the simulator changes the accounts of the upper half of the
 id range (a field appears halfway through the collection, a field turns null, an integer field gets
-decimals, a decimal field gets "N/A"); ``schema_drift = "evolve"`` and ``"strict"`` behave as documented.
+decimals, a decimal field gets "N/A"), or gives every account fields of each JSON type, one of which
+changes type halfway (``typed_fields``); ``schema_drift = "evolve"`` and ``"strict"`` behave as documented.
 
 One walker (``parallel_walks = 1``) fetches the ids in order, so the drift appears halfway through
 the write order too, and ``rows_per_file = 1000`` gives several part files on each side of it.
@@ -95,7 +96,7 @@ def assert_exact_except(rows: list[dict[str, Any]], expected: list[dict[str, Any
 # --------------------------------------------------------------------------- a field appears
 
 
-def test_new_field_becomes_a_string_column_from_the_file_where_it_appears(exports) -> None:
+def test_new_field_becomes_a_decimal_column_from_the_file_where_it_appears(exports) -> None:
     export = exports("new_field")
     files = export.files()
     with_column = ["risk_score" in pq.read_schema(f).names for f in files]
@@ -110,16 +111,17 @@ def test_new_field_becomes_a_string_column_from_the_file_where_it_appears(export
         if not has:
             assert not ids & export.drifted_ids, f"{path.name} holds drifted rows but no risk_score column"
             continue
-        assert table.schema.field("risk_score").type == pa.string()
+        # served as 12.3 or 0: one decimal at most
+        assert table.schema.field("risk_score").type == pa.decimal128(38, 1)
         for row_id, value in zip(table.column("id").to_pylist(), table.column("risk_score").to_pylist(), strict=True):
             served = export.served_by_id[row_id]
-            assert value == (str(served["risk_score"]) if "risk_score" in served else None), row_id
+            assert value == served.get("risk_score") and (value is None) == ("risk_score" not in served), row_id
 
     # one table for a user: pyarrow over the unified file schemas, and DuckDB by column name
     table = export.accounts()
     assert table.num_rows == ACCOUNTS
     got = dict(zip(table.column("id").to_pylist(), table.column("risk_score").to_pylist(), strict=True))
-    want = {i: (str(r["risk_score"]) if "risk_score" in r else None) for i, r in export.served_by_id.items()}
+    want = {i: (Decimal(r["risk_score"]) if "risk_score" in r else None) for i, r in export.served_by_id.items()}
     assert got == want
     assert sum(v is not None for v in got.values()) == ACCOUNTS - DRIFTED_FROM
     glob = str(export.output / "tradesync" / "accounts" / "**" / "*.parquet")
@@ -132,10 +134,11 @@ def test_new_field_becomes_a_string_column_from_the_file_where_it_appears(export
     assert_exact_except(rows, export.expected, skip="")
     meta = manifest(export.output, "accounts")["datasets"]["accounts"]
     assert meta["unknown_fields"] == {"risk_score": ACCOUNTS - DRIFTED_FROM}
+    assert meta["drift_types"] == {"risk_score": "decimal128(38, 1)"} and meta["drift_fallbacks"] == {}
     for dataset in ("balances", "equity"):  # their projections do not carry the new field
         assert "risk_score" not in pq.read_schema(next(partition(export.output, dataset).glob("*.parquet"))).names
         assert manifest(export.output, dataset)["datasets"][dataset]["unknown_fields"] == {}
-    assert {"name": "risk_score", "type": "string"} in meta["schema"]
+    assert {"name": "risk_score", "type": "decimal128(38, 1)"} in meta["schema"]
     assert meta["rejected_rows"] == 0
 
 
@@ -236,3 +239,154 @@ def test_a_table_without_the_rejected_column_reports_no_rejects(exports, drift: 
     meta = manifest(export.output, dataset)["datasets"][dataset]
     assert meta["rejected_rows"] == 0
     assert not (partition(export.output, dataset) / "_rejects.jsonl").exists()
+
+
+# --------------------------------------------------------------------------- fields of every JSON type
+
+TYPED_FORMS = {
+    "kyc_tier": "string",
+    "margin_call_level": "decimal128(38, 3)",  # -2.5E-2 has 3 decimals, 12345678901234567890123456.12 26 digits
+    "kyc_verified": "bool",
+    "limits": "json",
+    "kyc_level": "json",  # a number in the lower half of the ids, a string in the upper half
+}
+
+
+def json_text(value: Any) -> str:
+    """A served value's JSON text, numbers with their digits as served (``Decimal`` keeps them)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def drift_values(output: Path) -> tuple[dict[str, pa.DataType], dict[int, dict[str, Any]]]:
+    """The typed columns of a published accounts partition: the one type each has in every part
+    file holding it, and their values by account id."""
+    files = sorted(partition(output, "accounts").glob("part-*.parquet"))
+    types: dict[str, set[pa.DataType]] = {}
+    for path in files:
+        for f in pq.read_schema(path):
+            if f.name in TYPED_FORMS:
+                types.setdefault(f.name, set()).add(f.type)
+    assert all(len(t) == 1 for t in types.values()), f"a column changed type between part files: {types}"
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+    table = ds.dataset(files, format="parquet", schema=schema).to_table(columns=["id", *TYPED_FORMS])
+    rows = {r.pop("id"): r for r in table.to_pylist()}
+    return {name: next(iter(t)) for name, t in types.items()}, rows
+
+
+def test_each_json_type_keeps_its_natural_exact_form(exports) -> None:
+    from exporter.drift import arrow_type
+    from exporter.sandbox.tradesync import KYC_TIERS, SPECIAL_LEVELS
+
+    export = exports("typed_fields")
+    served = export.served_by_id
+    # the simulator served what this test is about: every tricky string, every edge number
+    assert {r["kyc_tier"] for r in served.values() if "kyc_tier" in r} == set(KYC_TIERS)
+    levels = {r["margin_call_level"] for r in served.values()}
+    assert {Decimal(t) for t in SPECIAL_LEVELS} <= levels
+    assert "12345678901234567890123456.12" in {str(v) for v in levels}
+
+    types, rows = drift_values(export.output)
+    assert types == {name: arrow_type(form) for name, form in TYPED_FORMS.items()}
+    assert len(rows) == ACCOUNTS
+    for account_id, row in rows.items():
+        record = served[account_id]
+        assert row["kyc_tier"] == record.get("kyc_tier"), account_id  # unescaped, exactly as served
+        assert row["margin_call_level"] == record["margin_call_level"], account_id  # the decimal of the text
+        assert row["kyc_verified"] is record["kyc_verified"], account_id
+        assert row["limits"] == json_text(record["limits"]), account_id
+        assert row["kyc_level"] == json_text(record["kyc_level"]), account_id  # '3' or '"level-3"'
+
+    meta = manifest(export.output, "accounts")["datasets"]["accounts"]
+    assert meta["drift_types"] == TYPED_FORMS
+    assert meta["drift_fallbacks"] == {"kyc_level": "values mix number, string"}
+    assert {f["name"]: f["type"] for f in meta["schema"] if f["name"] in TYPED_FORMS} == {
+        name: str(arrow_type(form)) for name, form in TYPED_FORMS.items()  # json is a string column
+    }
+    assert meta["unknown_fields"] == {
+        name: sum(record.get(name) is not None for record in served.values()) for name in TYPED_FORMS
+    }
+    assert meta["rejected_rows"] == 0
+    for dataset in ("balances", "equity"):  # their projections do not carry account fields they lack
+        assert manifest(export.output, dataset)["datasets"][dataset]["drift_types"] == {}
+
+    # what the issue asked for: the label matches without quotes, the number compares as a number
+    glob = str(export.output / "tradesync" / "accounts" / "**" / "*.parquet")
+    (tier_1, big), = duckdb.sql(
+        f"SELECT count(*) FILTER (WHERE kyc_tier = 'tier-1'), count(*) FILTER (WHERE margin_call_level > 5000) "
+        f"FROM read_parquet('{glob}', hive_partitioning=true, union_by_name=true)"
+    ).fetchall()
+    assert tier_1 == sum(r.get("kyc_tier") == "tier-1" for r in served.values()) > 0
+    assert big == sum(r["margin_call_level"] > 5000 for r in served.values()) > 0
+
+
+def test_a_field_whose_type_changes_midway_is_text_in_every_file(exports) -> None:
+    export = exports("typed_fields")
+    files = export.files()
+    kinds = []  # per part file, in write order: did it hold numbers, strings?
+    for path in files:
+        table = pq.read_table(path, columns=["id", "kyc_level"])
+        assert table.schema.field("kyc_level").type == pa.string()
+        values = table.column("kyc_level").to_pylist()
+        for row_id, value in zip(table.column("id").to_pylist(), values, strict=True):
+            assert value == json_text(export.served_by_id[row_id]["kyc_level"]), row_id
+        kinds.append({v[0] != '"' for v in values})
+    # the first part files held only numbers: the later string values turned them to text as well
+    assert kinds[0] == {True} and kinds[-1] == {False} and len(files) >= 4
+
+
+@pytest.mark.parametrize("kill_point", ["write:7", "drift:2"])
+def test_a_kill_then_resume_gives_the_forms_of_an_uninterrupted_run(exports, tmp_path: Path, kill_point: str) -> None:
+    """``write:7``: killed mid-snapshot, part files with staged drift columns durable (in the spool);
+    ``drift:2``: killed after every page was in, with two part files written in their final form and
+    the others not yet."""
+    from .chaos_helpers import exporter_env, logged_simulator, read_checkpoint, start_exporter, write_job
+
+    reference = exports("typed_fields")
+    job_file = write_job(tmp_path / "drift.toml", "drift", rows_per_file=1000, **SETTINGS)
+    output = tmp_path / "out"
+    with logged_simulator(sim_config("typed_fields")) as (url, _, _log):
+        process = start_exporter(["run", str(job_file), "--output", str(output)], exporter_env(url),
+                                 kill_point=kill_point)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == -9, stderr[-3000:]
+        assert published_files(output) == {}
+        checkpoint = read_checkpoint(output, "drift")
+        assert checkpoint is not None
+        names = {p["name"] for p in checkpoint["datasets"].get("tradesync/accounts", {}).get("parts", [])}
+        staged = [p for p in (output / "_staging" / "drift").rglob("accounts/*/part-*.parquet") if p.name in names]
+        holding = [p for p in staged if "_spool" in p.parts and "kyc_tier" in pq.read_schema(p).names]
+        final = [p for p in staged if "_spool" not in p.parts and "kyc_tier" in pq.read_schema(p).names]
+        if kill_point.startswith("drift"):
+            assert len(final) == 2 and len(holding) > 2, "the kill did not land half way through the rewrite"
+        else:
+            assert not final and holding, "no durable part file with drift columns before the kill"
+            assert len(names) < 4, "the kill came after most of the snapshot"
+        result = run(drift_job(), output, tradesync_env(url))
+    assert result.resumed == 1
+    assert drift_values(output) == drift_values(reference.output)
+    meta = manifest(output, "accounts")["datasets"]["accounts"]
+    want = manifest(reference.output, "accounts")["datasets"]["accounts"]
+    for key in ("drift_types", "drift_fallbacks", "unknown_fields", "schema", "rows"):
+        assert meta[key] == want[key], key
+    files = {f["name"]: f["bytes"] for f in meta["files"]}
+    assert files == {p.name: p.stat().st_size for p in partition(output, "accounts").glob("part-*.parquet")}
+
+
+def test_drift_columns_settle_the_same_on_object_storage(exports, tmp_path: Path) -> None:
+    """On S3 the part files are uploads pending until the commit, so those holding drift columns
+    wait in a readable spool: the published types and values equal the local run's, and nothing of
+    the spool is left behind."""
+    from .s3_helpers import s3_server
+
+    reference = exports("typed_fields")
+    with s3_server() as s3, tradesync_simulator(sim_config("typed_fields")) as (url, _):
+        result = run(drift_job(), s3.url("drift"), tradesync_env(url) | s3.env())  # type: ignore[arg-type]
+        root = s3.mirror("drift/", tmp_path / "mirror")
+        assert s3.keys("drift/_staging/") == {} and s3.pending_uploads("drift/") == []
+    assert result.datasets and drift_values(root) == drift_values(reference.output)
+    meta = manifest(root, "accounts")["datasets"]["accounts"]
+    want = manifest(reference.output, "accounts")["datasets"]["accounts"]
+    for key in ("drift_types", "drift_fallbacks", "unknown_fields", "schema", "rows"):
+        assert meta[key] == want[key], key

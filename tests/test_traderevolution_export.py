@@ -122,7 +122,7 @@ def test_balances_and_equity_map_the_statement_report(clean) -> None:
         assert row["free_margin"] == Decimal(exp["gi_available_margin"])
         assert row["open_trades"] is None and row["daily_profit"] is None
     manifest = _manifest(output, "balances")
-    assert manifest["datasets"]["balances"]["null_tokens"] == {"waived_margin": len(want)}  # ... and is counted
+    assert manifest["datasets"]["balances"]["null_tokens"] == {"te_waived_margin": len(want)}  # ... counted as written
 
 
 def test_trades_report_windows_equal_the_simulator(clean) -> None:
@@ -249,10 +249,29 @@ def test_an_account_that_keeps_failing_is_named_and_retried_on_rerun(tmp_path: P
     assert sorted(got.column("id").to_pylist()) == [o["id"] for o in want]
 
 
-def test_a_report_column_the_contract_lacks_is_kept_and_listed_in_each_manifest(tmp_path: Path) -> None:
+# how the drift column's cells are served -> its form, and the manifest's reason when it is text
+NEW_COLUMN_FORMS = {
+    "number": ("decimal128(38, 2)", None),
+    "text": ("decimal128(38, 2)", None),  # numbers pre-formatted as text, and "N/A": nulls
+    "label": ("string", "cells mix numbers and text"),
+}
+
+
+def new_column_expected(row_number: int, cells: str) -> Decimal | str | None:
+    """What the column must hold for the cell the simulator serves in that row."""
+    value = new_column_value(row_number, cells)
+    if cells == "label":
+        return value if isinstance(value, str) else str(value)
+    return None if value == "N/A" else Decimal(value)
+
+
+@pytest.mark.parametrize("cells", sorted(NEW_COLUMN_FORMS))
+def test_a_report_column_the_contract_lacks_is_kept_and_listed_in_each_manifest(tmp_path: Path, cells: str) -> None:
     # every report run serves one more column, `riskscore`; balances and equity carry statement
     # columns as te_<name>, trades keep report names, so the manifests list it under those names
-    config = TraderEvolutionSimConfig(users=30, positions_per_account=3, rate_limit_rps=0, report_new_column=True)
+    config = TraderEvolutionSimConfig(users=30, positions_per_account=3, rate_limit_rps=0, report_new_column=True,
+                                      report_new_column_cells=cells)
+    form, why = NEW_COLUMN_FORMS[cells]
     with te_simulator(config) as (url, simulator):
         run(te_job(datasets=["accounts", "balances", "equity", "trades"]), tmp_path, te_env(url))
         headers, statement = simulator.expected_report("Account Statement Report")
@@ -266,17 +285,26 @@ def test_a_report_column_the_contract_lacks_is_kept_and_listed_in_each_manifest(
     for dataset in ("balances", "equity"):
         table = read_dataset(tmp_path, "traderevolution", dataset)
         assert table.num_rows == len(statement) > 30
+        assert str(table.schema.field("te_riskscore").type) == form
         values = dict(zip(table.column("account_id").to_pylist(), table.column("te_riskscore").to_pylist(),
                           strict=True))
         # kept exactly as served: the value in the statement row of that account
-        assert {a: Decimal(v) for a, v in values.items()} == {
-            a: new_column_value(k) for a, k in row_of_account.items()
-        }
-        assert [m["unknown_fields"] for m in manifests(dataset)] == [{"te_riskscore": len(statement)}]
+        assert values == {a: new_column_expected(k, cells) for a, k in row_of_account.items()}
+        (meta,) = manifests(dataset)
+        assert meta["unknown_fields"] == {"te_riskscore": len(statement)}
+        assert meta["drift_types"] == {"te_riskscore": form}
+        assert meta["drift_fallbacks"] == ({"te_riskscore": why} if why else {})
+        tokens = sum(new_column_value(k, cells) == "N/A" for k in row_of_account.values())
+        assert meta["null_tokens"].get("te_riskscore", 0) == tokens and (tokens > 0) == (cells == "text")
     trades = read_dataset(tmp_path, "traderevolution", "trades")
-    assert trades.num_rows > 100 and trades.column("riskscore").null_count == 0
+    assert trades.num_rows > 100
+    assert str(trades.schema.field("riskscore").type) == form
+    assert (trades.column("riskscore").null_count > 0) == (cells == "text")  # "N/A" cells only
+    labels = [v for v in trades.column("riskscore").to_pylist() if isinstance(v, str) and v.startswith("band ")]
+    assert (len(labels) > 0) == (cells == "label")
     listed = Counter()
     for meta in manifests("trades"):
         listed.update(meta["unknown_fields"])
+        assert meta["drift_types"] == {"riskscore": form}
     assert listed == {"riskscore": trades.num_rows}
     assert all(m["unknown_fields"] == {} for m in manifests("accounts"))  # accounts are no report

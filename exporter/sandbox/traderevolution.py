@@ -105,9 +105,21 @@ NGINX_502_HTML = (
 NEW_REPORT_COLUMN = "riskscore"
 
 
-def new_column_value(row_number: int) -> Decimal:
-    """The drift column's value in the report's ``row_number``-th row (0-based, before paging)."""
-    return Decimal(row_number % 400) / 4
+NEW_COLUMN_CELLS = ("number", "text", "label")
+
+
+def new_column_value(row_number: int, cells: str = "number") -> Decimal | str:
+    """The drift column's value in the report's ``row_number``-th row (0-based, before paging).
+
+    ``cells``: ``number`` a JSON number; ``text`` the same number pre-formatted as text, and
+    ``"N/A"`` in every 9th row; ``label`` that text, and a word in every 9th row.
+    """
+    value = Decimal(row_number % 400) / 4
+    if cells == "number":
+        return value
+    if row_number % 9 == 4:
+        return "N/A" if cells == "text" else f"band {row_number % 7}"
+    return str(value)
 
 
 OPERATION_TYPES: dict[int, str] = {1: "Trading", 2: "Deposit", 3: "Withdrawal", 12: "Adjustment"}
@@ -273,6 +285,7 @@ class TraderEvolutionSimConfig:
     report_row_shape: str = "array"
     # schema drift: every report run gains a column the contract does not list (``riskscore``)
     report_new_column: bool = False
+    report_new_column_cells: str = "number"  # how its cells are written: see new_column_value
     latency_ms: float = 0
     latency_jitter_ms: float = 0
     report_latency_ms_per_1000_rows: float = 0
@@ -306,6 +319,7 @@ class TraderEvolutionSimConfig:
             (self.sim_start.tzinfo is not None, "sim_start must be timezone-aware"),
             (self.empty_list_status in (200, 204), "empty_list_status must be 200 or 204"),
             (self.report_row_shape in ("array", "object"), "report_row_shape: array|object"),
+            (self.report_new_column_cells in NEW_COLUMN_CELLS, f"report_new_column_cells: {NEW_COLUMN_CELLS}"),
             (self.report_ids in ("demo", "shuffled"), "report_ids must be demo or shuffled"),
             (self.default_limit >= 1 and self.max_limit >= 1, "limits must be >= 1"),
             (bool(self.fault_kinds) and set(self.fault_kinds) <= set(ALL_FAULTS),
@@ -1683,7 +1697,8 @@ class TraderEvolutionSimulator:
         headers = [c for c, _ in spec.columns]
         if self.config.report_new_column:
             headers.append(NEW_REPORT_COLUMN)
-            rows = [[*row, new_column_value(offset + i)] for i, row in enumerate(rows)]
+            cells = self.config.report_new_column_cells
+            rows = [[*row, new_column_value(offset + i, cells)] for i, row in enumerate(rows)]
         data: list[Any] = rows
         if self.config.report_row_shape == "object":
             data = [dict(zip(headers, row, strict=True)) for row in rows]

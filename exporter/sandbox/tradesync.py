@@ -69,7 +69,14 @@ ANALYSIS_ID_START = 7_000_000
 DAILY_ID_FACTOR = 100_000  # daily id = (account index + 1) * factor + day offset
 MONTHLY_ID_FACTOR = 10_000
 HUGE_BALANCE_CENTS = 9_999_999_999_999  # 99999999999.99: breaks float64 -> decimal(…, 8) casts
-DRIFT_KINDS = ("new_field", "null_field", "int_gets_decimals", "decimal_na")
+DRIFT_KINDS = ("new_field", "null_field", "int_gets_decimals", "decimal_na", "typed_fields")
+# typed_fields: every account gains fields of each JSON type (see _typed_fields); the strings test
+# unescaping, the number texts exact decimals (26 integer digits, exponents, -0.0, trailing zeros)
+KYC_TIERS = (
+    "tier-1", "tier-2", 'Stufe "Gold" \u2013 \u00fc', "back\\slash / sol\u00e9", "line\nbreak\ttab",
+    "emoji \U0001f680 \u2028", "12.50", "", "null", "\x01ctl",
+)
+SPECIAL_LEVELS = ("12345678901234567890123456.12", "1.5e3", "-2.5E-2", "-0.0", "0", "7")
 CODE_CASES = ("upper", "lower", "mixed")
 DEFAULT_PAGE_CACHE_BYTES = 64 * 2**20
 NEVER = np.iinfo(np.int64).max // 4  # close_time of trades still open at the end of the timeline
@@ -324,7 +331,7 @@ _F = {name: i + 1 for i, name in enumerate((
     "currency", "leverage", "demo", "server", "suffix", "password", "first", "last", "status",
     "status_kind", "eq_protect", "eq_value", "type", "modify", "credit", "pending", "pending_lots",
     "restored", "ping", "risk", "balance", "open", "open_lots", "floating", "margin", "total",
-    "monthly", "weekly", "daily", "zero",
+    "monthly", "weekly", "daily", "zero", "kyc", "margin", "verified",
 ))}
 
 
@@ -1032,6 +1039,9 @@ class TradesyncSimulator:
     def _apply_drift(self, rows: list[dict[str, Any]], idx: np.ndarray, as_decimal: bool) -> None:
         h = _Hasher(self.config.seed, self._ids[idx])
         drift, risk = self.config.drift, h.below(_F["risk"], 1000).tolist()
+        if drift == "typed_fields":
+            self._typed_fields(rows, idx, h, as_decimal)
+            return
         for row, i, tenths in zip(rows, idx.tolist(), risk, strict=True):
             if i < self._half:
                 continue  # only the upper half of the id range drifts
@@ -1044,6 +1054,25 @@ class TradesyncSimulator:
                 row["open_trades"] = row["open_trades"] + half
             elif drift == "decimal_na":
                 row["balance"] = "N/A"
+
+    def _typed_fields(self, rows: list[dict[str, Any]], idx: np.ndarray, h: _Hasher, as_decimal: bool) -> None:
+        """Fields of every JSON type; ``kyc_level`` is a number in the lower half of the id range and
+        a string in the upper half. Numbers are served as their exact text (``msgspec.Raw``)."""
+        kyc, margin = h.below(_F["kyc"], 1_000_000).tolist(), h.below(_F["margin"], 1_000_000).tolist()
+        verified = h.below(_F["verified"], 3).tolist()
+
+        def number(text: str) -> Any:
+            return Decimal(text) if as_decimal else msgspec.Raw(text.encode())
+
+        for row, i, k, m, v in zip(rows, idx.tolist(), kyc, margin, verified, strict=True):
+            if k % 11:
+                row["kyc_tier"] = KYC_TIERS[k % len(KYC_TIERS)]
+            special = m % 40
+            text = SPECIAL_LEVELS[special] if special < len(SPECIAL_LEVELS) else f"{m // 100}.{m % 100:02d}"
+            row["margin_call_level"] = number(text)
+            row["kyc_verified"] = None if v == 2 else bool(v)
+            row["limits"] = {"daily": number(str(m % 1000)), "tags": ["vip"] if k % 2 else []}
+            row["kyc_level"] = number(str(1 + k % 5)) if i < self._half else f"level-{1 + k % 5}"
 
     # ---- trade rows ---------------------------------------------------------
 
@@ -1355,7 +1384,10 @@ class TradesyncSimulator:
         if route.kind in _LIST_PARAMS:
             q = _validate(route.kind, request.query, self.config.max_limit, self.config.strict_limit)
             return self._list_page(route, q, clock)
-        return orjson.dumps({"result": "success", "status": 200, "data": self._single(route, clock)})
+        body = {"result": "success", "status": 200, "data": self._single(route, clock)}
+        if self.config.drift == "typed_fields":
+            return _ENCODER.encode(body)  # its exact number texts are msgspec.Raw
+        return orjson.dumps(body)
 
     def _code(self, code: str, seq: int) -> str:
         case = self.config.code_case

@@ -35,6 +35,8 @@ class Stream:
     walk: Walk
     outputs: dict[str, Projection]
     null_tokens: frozenset[str] = frozenset()
+    # report cells are pre-formatted text: a new column of numeric cells becomes a decimal (drift.py)
+    text_cells: bool = False
     # incremental streams: the cursor key (filters included) and where each run's rows go
     incremental: str | None = None
 
@@ -51,6 +53,7 @@ class Connection:
     credentials: dict[str, str] = field(default_factory=dict, repr=False)  # never in a log line
     verify_tls: bool = True
     ca_bundle: str | None = None
+    base_url_from: str = ""  # the variable that set base_url, named when its host is out of reach
 
 
 class Source(Protocol):
@@ -94,6 +97,7 @@ def client_settings(spec: SourceSpec, connection: Connection, **extra: Any) -> C
         retry=RetryPolicy(max_attempts=spec.max_attempts, max_elapsed=spec.retry_seconds),
         verify_tls=connection.verify_tls,
         ca_bundle=connection.ca_bundle,
+        base_url_from=connection.base_url_from,
         **extra,
     )
 
@@ -117,6 +121,13 @@ def identity(table: pa.Table, page: Page) -> pa.Table:
     return table
 
 
+def written_names(project: Projection) -> Callable[[str], tuple[str, ...]]:
+    """The columns a projection writes a record field as: its own ``written_names`` where it renames
+    (TraderEvolution statement columns become ``te_*``), else the field's own name."""
+    names = getattr(project, "written_names", None)
+    return names if names is not None else lambda column: (column,)
+
+
 def registry() -> dict[str, Any]:
     """Source kinds by name (imported lazily so a job only loads what it uses)."""
     from .traderevolution import TraderEvolutionSource
@@ -138,4 +149,5 @@ __all__ = [
     "registry",
     "snapshot_time",
     "with_snapshot_time",
+    "written_names",
 ]

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from ..errors import AuthError, DataError, JobFileError
+from ..errors import AuthError, ConfigError, DataError, JobFileError
 from ..http import ClientSettings, HttpClient, Response
 from ..jobs import Option, SourceSpec
 from ..schema import Column, RecordSchema, sanitize_column_names, time_zone
@@ -36,6 +36,8 @@ from .tradesync import BALANCE_COLUMNS, EQUITY_COLUMNS
 
 ENV_URL, ENV_LOGIN, ENV_PASSWORD = "TRADEREVOLUTION_BASE_URL", "TRADEREVOLUTION_LOGIN", "TRADEREVOLUTION_PASSWORD"
 ENV_CA_BUNDLE = "TRADEREVOLUTION_CA_BUNDLE"
+API_PATH = "/proftrading/rest"
+URL_FORM = f"https://<host>:8443{API_PATH}"
 
 ERROR_MEANINGS = {
     "1.2.0.11": "wrong login or password",
@@ -299,6 +301,13 @@ class TokenAuth:
             if response.status in (401, 403):
                 codes = describe_codes(error_codes(response)) or f"HTTP {response.status}"
                 raise AuthError(f"TraderEvolution login failed: {codes}; check {ENV_LOGIN} and {ENV_PASSWORD}")
+            if response.status in (404, 405):
+                # no login route there: the URL, not the credentials, is wrong (often the API path is missing)
+                raise ConfigError(
+                    f"TraderEvolution login: HTTP {response.status} from {_url_only(response.url)}: "
+                    f"{ENV_URL} does not look like the BackOffice REST API; expected the form {URL_FORM}"
+                    + ("" if API_PATH in response.url else f" (it lacks {API_PATH})")
+                )
             if response.status not in (429, 500, 502, 503, 504):
                 detail = describe_codes(error_codes(response))
                 raise AuthError(f"TraderEvolution login failed: HTTP {response.status} {detail}")
@@ -412,6 +421,12 @@ def _statement_projection(canonical: tuple[str, ...], raw_names: list[str]) -> C
                 names.append(f"te_{extra}")
         return pa.Table.from_arrays(arrays, names=names)
 
+    def written(column: str) -> tuple[str, ...]:
+        """Every report column goes out as ``te_<column>``; some also as a Tradesync-shaped one."""
+        shaped = tuple(n for n in ("account_id", *canonical) if CANONICAL_FROM_STATEMENT.get(n) == column)
+        return (*shaped, f"te_{column}")
+
+    project.written_names = written  # type: ignore[attr-defined]
     return project
 
 
@@ -464,7 +479,7 @@ class TraderEvolutionSource:
     def connection(self, env: Mapping[str, str]) -> Connection:
         url, login, password = env.get(ENV_URL, ""), env.get(ENV_LOGIN, ""), env.get(ENV_PASSWORD, "")
         if not url:
-            raise AuthError(f"traderevolution: set {ENV_URL} (https://<host>:8443/proftrading/rest)")
+            raise AuthError(f"traderevolution: set {ENV_URL} ({URL_FORM})")
         if not login or not password:
             raise AuthError(f"traderevolution: set {ENV_LOGIN} and {ENV_PASSWORD}")
         ca_bundle = str(self.options.get("ca_bundle") or env.get(ENV_CA_BUNDLE, "")) or None
@@ -473,6 +488,7 @@ class TraderEvolutionSource:
             {"login": login, "password": password},
             verify_tls=bool(self.options.get("verify_tls", True)),
             ca_bundle=ca_bundle,
+            base_url_from=ENV_URL,
         )
 
     @contextmanager
@@ -559,6 +575,7 @@ class TraderEvolutionSource:
                     walk,
                     statement_outputs,
                     null_tokens=NULL_TOKENS,
+                    text_cells=True,
                 )
             )
         if "account_operations" in chosen:
@@ -574,6 +591,7 @@ class TraderEvolutionSource:
                     walk,
                     {"trades": identity},
                     null_tokens=NULL_TOKENS,
+                    text_cells=True,
                 )
             )
         return out
@@ -613,6 +631,13 @@ class TraderEvolutionSource:
             for account in sorted(set(ids))
             for a, b in windows
         ]
+
+
+def _url_only(url: str) -> str:
+    """A URL without its query string or any user:password@ part: safe for a message."""
+    scheme, sep, rest = url.split("?", 1)[0].partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host.rsplit('@', 1)[-1]}{slash}{path}"
 
 
 def _parse_moment(text: str) -> datetime:

@@ -196,7 +196,9 @@ class TradesyncSource:
         key, secret = env.get(ENV_KEY, ""), env.get(ENV_SECRET, "")
         if not key or not secret:
             raise AuthError(f"tradesync: set {ENV_KEY} and {ENV_SECRET} (or add a [sources.tradesync.sandbox] table)")
-        return Connection(env.get(ENV_URL) or DEFAULT_BASE_URL, {"key": key, "secret": secret})
+        url = env.get(ENV_URL)
+        origin = ENV_URL if url else f"{ENV_URL}'s default"
+        return Connection(url or DEFAULT_BASE_URL, {"key": key, "secret": secret}, base_url_from=origin)
 
     @contextmanager
     def sandbox(self) -> Iterator[Connection]:

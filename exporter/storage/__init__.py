@@ -79,7 +79,9 @@ class Storage(ABC):
         """Remove a tree strictly inside ``_staging/`` (refuses anything else, whatever reaches it)."""
 
     @abstractmethod
-    def open_upload(self, key: str) -> Upload: ...
+    def open_upload(self, key: str, *, visible: bool = False) -> Upload:
+        """A streaming write, published by the commit; ``visible``: readable at ``key`` from
+        :meth:`Upload.finish` on (files spooled in the staging area)."""
 
     @abstractmethod
     def open_read(self, key: str) -> IO[bytes]:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import StorageError, UnsafeRemoval
+from ..errors import OutputFolderError, UnsafeRemoval
 from ..fsutil import exchange_dirs, fsync_dir, remove_staging_tree, write_bytes_atomic
 from . import STAGING, ObjectInfo, Storage, Upload, is_staging_key
 
@@ -64,9 +64,9 @@ class LocalStorage(Storage):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create the output folder {self.root}: {exc.strerror or exc}") from None
+            raise OutputFolderError(f"cannot create the output folder {self.root}: {exc.strerror or exc}") from None
         if not os.access(self.root, os.W_OK):
-            raise StorageError(f"cannot write to the output folder {self.root}: permission denied")
+            raise OutputFolderError(f"cannot write to the output folder {self.root}: permission denied")
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -103,7 +103,7 @@ class LocalStorage(Storage):
             raise UnsafeRemoval(f"refusing to remove {self.path(prefix)}: it is not strictly inside {where}")
         remove_staging_tree(self.root, self.path(prefix))
 
-    def open_upload(self, key: str) -> Upload:
+    def open_upload(self, key: str, *, visible: bool = False) -> Upload:
         return LocalUpload(self.path(key), key)
 
     def open_read(self, key: str) -> IO[bytes]:

@@ -19,7 +19,7 @@ from typing import IO, Any
 from ..errors import StorageAuthError, StorageError, UnsafeRemoval
 from . import ObjectInfo, Storage, Upload, basename, is_staging_key
 
-PART_BYTES = 8 * 1024 * 1024  # S3 wants >= 5 MiB for every part but the last
+PART_BYTES = 5 * 1024 * 1024  # S3's smallest part (but the last): memory per open part file
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                "AllAccessDisabled"}
 
@@ -33,12 +33,13 @@ class S3Upload(Upload):
     """A multipart upload fed by a writer: parts go out as the buffer fills (the walk and the
     upload overlap), and the upload is left pending at :meth:`finish` for the commit to complete."""
 
-    def __init__(self, storage: S3Storage, key: str) -> None:
+    def __init__(self, storage: S3Storage, key: str, *, complete: bool = False) -> None:
         self.storage = storage
         self.key = key
+        self.complete = complete  # completed at finish (a spooled file), not left for the commit
         self.target = self  # ParquetWriter writes to this file object
         self._full = storage.full(key)
-        self._buffer = bytearray()
+        self._buffer = io.BytesIO()  # handed to botocore as the part's body, never copied
         self._parts: list[list[Any]] = []
         self._written = 0
         self.closed = False
@@ -46,9 +47,9 @@ class S3Upload(Upload):
 
     # the file object pyarrow writes to
     def write(self, data: bytes | memoryview) -> int:
-        self._buffer += data
+        self._buffer.write(data)
         self._written += len(data)
-        if len(self._buffer) >= PART_BYTES:
+        if self._buffer.tell() >= PART_BYTES:
             self._send()
         return len(data)
 
@@ -69,28 +70,34 @@ class S3Upload(Upload):
 
     def _send(self) -> None:
         number = len(self._parts) + 1
+        self._buffer.seek(0)
         answer = self.storage.call("upload_part", Bucket=self.storage.bucket, Key=self._full, UploadId=self.upload_id,
-                                   PartNumber=number, Body=bytes(self._buffer))
+                                   PartNumber=number, Body=self._buffer)
         self._parts.append([number, answer["ETag"]])
-        self._buffer.clear()
+        self._buffer = io.BytesIO()
 
     def finish(self) -> dict[str, Any]:
-        if self._buffer or not self._parts:
+        if self._buffer.tell() or not self._parts:
             self._send()
         self.closed = True
-        return {"bytes": self._written, "upload_id": self.upload_id, "etags": [e for _, e in self._parts]}
+        state = {"bytes": self._written, "upload_id": self.upload_id, "etags": [e for _, e in self._parts]}
+        if self.complete:
+            self.storage.complete_upload(self.key, state)
+            return {"bytes": self._written}
+        return state
 
     def abort(self) -> None:
-        self._buffer.clear()
+        self._buffer = io.BytesIO()
         self.storage.abort_upload(self.key, self.upload_id)
 
 
 class S3ReadFile(io.RawIOBase):
     """Ranged GETs: pyarrow reads a Parquet footer and the columns it needs, not the whole object."""
 
-    def __init__(self, storage: S3Storage, key: str) -> None:
+    def __init__(self, storage: S3Storage, key: str, *, complete: bool = False) -> None:
         self.storage = storage
         self.key = key
+        self.complete = complete  # completed at finish (a spooled file), not left for the commit
         self.size = int(storage.call("head_object", Bucket=storage.bucket, Key=storage.full(key))["ContentLength"])
         self.position = 0
 
@@ -249,8 +256,8 @@ class S3Storage(Storage):
             self.abort_upload(key, upload_id)
         self.delete([o.key for o in self.list(folder)])
 
-    def open_upload(self, key: str) -> Upload:
-        return S3Upload(self, key)
+    def open_upload(self, key: str, *, visible: bool = False) -> Upload:
+        return S3Upload(self, key, complete=visible)
 
     def open_read(self, key: str) -> IO[bytes]:
         return io.BufferedReader(S3ReadFile(self, key), buffer_size=1024 * 1024)
