@@ -222,11 +222,12 @@ def test_evolve_adds_the_new_column_in_the_same_commit_and_strict_commits_nothin
         served = {r["id"]: r for r in served_records(url, "/accounts")}
     assert run_commits(tmp_path, output_format, "accounts") == [first.run_id, second.run_id]
     table = read_table(tmp_path, output_format, "accounts")
-    assert table.schema.field("risk_score").type in (pa.string(), pa.large_string())
+    # the drift column in its settled exact form (a decimal here), added to the table as such
+    assert table.schema.field("risk_score").type == pa.decimal128(38, 1)
     assert set(on_date(table, DAY1).column("risk_score").to_pylist()) == {None}  # before the API added it
     day2 = on_date(table, DAY2)
     got = dict(zip(day2.column("id").to_pylist(), day2.column("risk_score").to_pylist(), strict=True))
-    want = {i: (str(r["risk_score"]) if "risk_score" in r else None) for i, r in served.items()}
+    want = {i: r.get("risk_score") for i, r in served.items()}  # Decimals parsed from the served JSON text
     assert got == want and any(v is not None for v in got.values()) and any(v is None for v in got.values())
     meta = manifest_at(tmp_path, "accounts", DAY2)["datasets"]["accounts"]
     assert meta["unknown_fields"] == {"risk_score": sum(v is not None for v in want.values())}
@@ -470,3 +471,15 @@ def test_rejects_land_beside_the_manifest_and_a_clean_rerun_drops_them(output_fo
         run(job, tmp_path, tradesync_env(url), now=DAY1)
     assert not (folder / "_rejects.jsonl").exists()  # it described the replaced snapshot
     assert manifest_at(tmp_path, "accounts", DAY1)["datasets"]["accounts"]["rejected_rows"] == 0
+
+
+def test_the_json_summary_names_each_table_version(tmp_path: Path) -> None:
+    job_file = tmp_path / "job.toml"
+    job_file.write_text('name = "summary"\nformat = "delta"\n\n[sources.tradesync]\ndatasets = ["accounts"]\n')
+    with tradesync_simulator(sim(1, 50)) as (url, _):
+        done = subprocess.run([sys.executable, "-m", "exporter", "run", str(job_file), "--output", str(tmp_path / "o"),
+                               "--summary", "json"], env=exporter_env(url), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (dataset,) = json.loads(done.stdout)["datasets"]
+    assert dataset["table"] == {"format": "delta", "uri": str((tmp_path / "o" / "tradesync" / "accounts").resolve()),
+                                "version": 0}
