@@ -393,3 +393,19 @@ def test_the_readmes_quick_pulls_run_as_written(tmp_path: Path) -> None:
         assert done.returncode == 0, (command, done.stderr[-2000:])
         produced = done.stdout or b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
         assert produced, command
+
+
+def test_the_readmes_filter_table_is_what_each_dataset_takes() -> None:
+    from exporter.sources import registry
+
+    section = README.split("## Quick pulls", 1)[1].split("\n## ", 1)[0]
+    documented: dict[tuple[str, str], list[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in registry():
+            for dataset in cells[1].split(", "):
+                # each filter is the first backquoted word of its comma-separated item
+                documented[(cells[0], dataset)] = re.findall(r"(?:^|, )`([A-Za-z_]+)`", cells[2])
+    expected = {(kind, dataset): list(cls.filters(dataset))
+                for kind, cls in registry().items() for dataset in cls.DATASETS}
+    assert documented == expected

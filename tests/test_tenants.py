@@ -167,3 +167,21 @@ def test_sandbox_tenants_of_one_kind_need_no_prefix_and_old_jobs_hash_as_before(
     assert set(plain.shape()) == {"kind", "datasets", "page_size", "options", "sandbox"}
     named = make_job({"eu": {"kind": "tradesync", "env_prefix": "EU_TS"}}).sources[0]
     assert named.shape()["name"] == "eu" and named.shape()["env_prefix"] == "EU_TS"
+
+
+def test_the_readmes_tenants_job_is_the_shipped_one() -> None:
+    import re
+    import tomllib
+
+    from exporter.jobs import load_job
+    from exporter.sources import registry
+
+    root = Path(__file__).resolve().parent.parent
+    block = re.search(r"## Many tenants.*?```toml\n(.*?)```", (root / "README.md").read_text(), re.S)
+    assert block is not None
+    shipped = root / "jobs" / "tenants.toml"
+    assert tomllib.loads(block.group(1)) == tomllib.loads(shipped.read_text())
+    job = load_job(shipped, registry())
+    assert [(s.name, s.kind, s.env_prefix) for s in job.sources] == [
+        ("eu", "tradesync", "EU_TS"), ("asia", "tradesync", "ASIA_TS"),
+        ("live", "traderevolution", "LIVE_TE"), ("demo", "traderevolution", "DEMO_TE")]
