@@ -340,15 +340,23 @@ def query_hint(output: Path) -> str:
               help="Take SOURCE from this job file: its name there, options, env_prefix and sandbox.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="An API filter, passed through (repeatable): state=open, account_ids=1,2,3.")
-@click.option("--limit", type=click.IntRange(min=1), help="The first N records in ascending id order.")
-@click.option("--columns", help="Only these columns, in this order: id,balance.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N",
+              help="The first N records in ascending id order (fetching only the pages needed).")
+@click.option("--columns", metavar="A,B", help="Only these columns, in this order: id,balance.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
               help="Default: from -o's extension; else table on a terminal, csv when piped.")
-@click.option("--output", "-o", help="Write to this file (replaced only once complete); - or none: stdout.")
+@click.option("--output", "-o", metavar="PATH",
+              help="Write to this file (replaced only once complete); - or none: stdout.")
 @click.option("--sandbox", is_flag=True, help="Pull from the built-in simulator (no credentials needed).")
 def pull(source: str, dataset: str, job_file: Path | None, params: tuple[str, ...], limit: int | None,
          columns: str | None, fmt: str | None, output: str | None, sandbox: bool) -> None:
-    """Pull one DATASET of SOURCE to stdout or a file, with no job file (stdout carries only data)."""
+    """Pull one DATASET of SOURCE to stdout or a file, with no job file.
+
+    SOURCE is an API (tradesync, traderevolution), credentials from its usual variables, or with
+    --job the name of one of the job's sources. DATASET: accounts, balances, equity, trades, and
+    for TraderEvolution account_operations. stdout carries only data; progress and logs go to
+    stderr. Exit codes as for run.
+    """
     from .formats import FormatError, choose_format, replacing, write
     from .pull import PullRequest, fetch, parse_params, pull_job, select_columns
 
