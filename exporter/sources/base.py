@@ -25,6 +25,7 @@ from ..http import Auth, ClientSettings, HttpClient, Response, RetryPolicy
 from ..jobs import SourceOptions, SourceSpec
 from ..schema import RecordSchema
 from ..walk import Emit, Page
+from .canonical import snapshot_time
 
 Projection = Callable[[pa.Table, Page], pa.Table]
 
@@ -112,8 +113,6 @@ def identity(table: pa.Table, page: Page) -> pa.Table:
 
 
 def with_snapshot_time(table: pa.Table, page: Page) -> pa.Table:
-    from .canonical import snapshot_time
-
     return table.append_column("snapshot_at", snapshot_time(table.num_rows, page))
 
 
