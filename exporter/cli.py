@@ -8,6 +8,7 @@ import asyncio
 import errno
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -20,6 +21,7 @@ import click
 
 from . import __version__
 from .errors import ExporterError, JobFileError
+from .formats import FORMATS
 from .http import settled_summary
 from .jobs import JobSpec, load_job, parse_job
 from .metrics import RunOutcome, write_metrics
@@ -338,6 +340,86 @@ def query_hint(output: Path) -> str:
         '.order("source, currency").show()'
     )
     return shlex.join([sys.executable, "-c", code])
+
+
+@main.command()
+@click.argument("source")
+@click.argument("dataset")
+@click.option("--job", "job_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Take SOURCE from this job file: its name there, options, env_prefix and sandbox.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="An API filter, passed through (repeatable): state=open, account_ids=1,2,3.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N",
+              help="The first N records in ascending id order (fetching only the pages needed).")
+@click.option("--columns", metavar="A,B", help="Only these columns, in this order: id,balance.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Default: from -o's extension; else table on a terminal, csv when piped.")
+@click.option("--output", "-o", metavar="PATH",
+              help="Write to this file (replaced only once complete); - or none: stdout.")
+@click.option("--sandbox", is_flag=True, help="Pull from the built-in simulator (no credentials needed).")
+def pull(source: str, dataset: str, job_file: Path | None, params: tuple[str, ...], limit: int | None,
+         columns: str | None, fmt: str | None, output: str | None, sandbox: bool) -> None:
+    """Pull one DATASET of SOURCE to stdout or a file, with no job file.
+
+    SOURCE is an API (tradesync, traderevolution), credentials from its usual variables, or with
+    --job the name of one of the job's sources. DATASET: accounts, balances, equity, trades, and
+    for TraderEvolution account_operations. stdout carries only data; progress and logs go to
+    stderr. Exit codes as for run.
+    """
+    from .formats import FormatError, choose_format, replacing, write
+    from .pull import PullRequest, fetch, parse_params, pull_job, select_columns
+
+    setup_logging("text")
+    try:
+        chosen = choose_format(fmt, output, sys.stdout.isatty())
+        request = PullRequest(source, dataset, job_file, parse_params(params), limit,
+                              tuple(c.strip() for c in (columns or "").split(",") if c.strip()), sandbox)
+        job = pull_job(request)
+    except FormatError as exc:
+        fail(str(exc), 2)
+    except JobFileError as exc:
+        fail(str(exc), exc.exit_code)
+    target = None if output in (None, "-") else Path(str(output))
+    if target is not None and not target.resolve().parent.is_dir():
+        fail(f"-o {output}: the folder {target.resolve().parent} does not exist", 2)
+    live = sys.stderr.isatty()
+    reporter = Reporter(enabled=True, live=live)
+
+    async def go() -> Any:
+        loop = asyncio.get_running_loop()
+        runs: list[Run] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: [r.request_stop() for r in runs])
+        try:
+            return await fetch(job, dict(os.environ), reporter, on_run=runs.append)
+        finally:
+            reporter.close()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    pulled = run_async(go)
+    try:
+        table = select_columns(pulled.table, request.columns)
+    except JobFileError as exc:
+        fail(str(exc), exc.exit_code)
+    try:
+        if target is None:
+            write(table, chosen, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with replacing(target) as out:
+                write(table, chosen, out)
+    except KeyboardInterrupt:
+        fail("interrupted" + ("" if target is None else f": {target} was not written"), 130)
+    except BrokenPipeError:
+        # the reader stopped early (| head): what it read is what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    except OSError as exc:
+        fail(f"cannot write {target or 'stdout'}: {exc.strerror or exc}", 1)
+    where = "stdout" if target is None else str(target)
+    requests = f"{pulled.requests} request{'' if pulled.requests == 1 else 's'}"
+    click.echo(f"{table.num_rows} {dataset} rows of {source} to {where} ({chosen}, {requests})", err=True)
 
 
 def sim_start(value: str) -> datetime:

@@ -47,6 +47,13 @@ class HTTPError(ExporterError):
         self.url = url
 
 
+class RequestRejected(HTTPError):
+    """The API refused the request's parameters (400, 406, 422: a filter value it does not take).
+    Retrying cannot help and the fix is in the command or the job: exit 2, with the API's message."""
+
+    exit_code = 2
+
+
 class RetriesExhausted(ExporterError):
     """A transient error kept happening until the attempt or time budget ran out."""
 
@@ -120,3 +127,21 @@ class LeaseHeld(ExporterError):
 
 class LeaseLost(ExporterError):
     """This run's lease was taken over (it stopped renewing in time); nothing is published."""
+
+
+# errors about one source of a job (its API, its credentials, its data): their messages start with
+# ``sources.NAME:`` so a job of many tenants says which one failed
+SOURCE_ERRORS = (AuthError, ConfigError, HTTPError, RetriesExhausted, PaginationError, DataError,
+                 SchemaDriftError, IncompleteRun)
+
+
+def name_source(error: BaseException, name: str) -> None:
+    """Prefix the message of every source error in ``error`` (a task group's too) with its source."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            name_source(inner, name)
+        return
+    prefix = f"sources.{name}: "
+    if isinstance(error, SOURCE_ERRORS) and error.args and isinstance(error.args[0], str) \
+            and not error.args[0].startswith(prefix):
+        error.args = (prefix + error.args[0], *error.args[1:])

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
-from .errors import AuthError, DataError, HTTPError, RetriesExhausted
+from .errors import AuthError, DataError, HTTPError, RequestRejected, RetriesExhausted
 from .probing import ProbingPacer
 from .ratelimit import Pacer, Ticket
 
@@ -38,6 +38,8 @@ log = logging.getLogger("exporter.http")
 T = TypeVar("T")
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# the request's parameters are refused (Tradesync 422 VALIDATION_FAIL, TraderEvolution 400/406)
+REJECTED_STATUSES = frozenset({400, 406, 422})
 
 
 @dataclass(frozen=True)
@@ -385,7 +387,8 @@ class HttpClient:
                 retry_after = max(retry_after or 0.0, self._block_pause())
         transient = status in TRANSIENT_STATUSES
         self.stats.errors[f"http_{status}"] += 1
-        return HTTPError(
+        kind = RequestRejected if status in REJECTED_STATUSES else HTTPError
+        return kind(
             f"HTTP {status} from {_path_only(response.url)}: {detail}",
             status=status,
             transient=transient,

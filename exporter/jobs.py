@@ -13,13 +13,20 @@
 
     [sources.tradesync.sandbox]      # run against the built-in simulator instead of the API
     accounts = 2000
+
+    [sources.eu]                     # a second tenant of the same API: its own name, credentials, folder
+    kind = "tradesync"
+    env_prefix = "EU_TS"             # EU_TS_API_KEY, EU_TS_API_SECRET, EU_TS_BASE_URL
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 import tomllib
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +38,8 @@ from .names import check_name
 SCHEMA_DRIFT = ("evolve", "strict")
 LOG_FORMATS = ("text", "json")
 FORMATS = ("parquet", "delta", "iceberg")
+# an environment variable prefix: EU_TS reads EU_TS_API_KEY, ...
+ENV_PREFIX = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,43 @@ class Option:
     check: Callable[[Any], object] | None = None
 
 
+def option(
+    default: Any,
+    help: str = "",
+    *,
+    choices: tuple[Any, ...] | None = None,
+    minimum: float | None = None,
+    check: Callable[[Any], object] | None = None,
+) -> Any:
+    """A field of a source's options dataclass that is also a job-file key (its type is the field's)."""
+    rules = {"help": help, "choices": choices, "minimum": minimum, "check": check}
+    return field(default=default, metadata={"option": rules})
+
+
+def declared_options(options_class: type) -> dict[str, Option]:
+    """The job-file keys a source's options dataclass declares, with their types (a ``float``
+    field takes an integer too: ``rps = 5`` is a number of requests per second)."""
+    hints = typing.get_type_hints(options_class)
+    out: dict[str, Option] = {}
+    for f in dataclasses.fields(options_class):
+        rules = f.metadata.get("option")
+        if rules is None:
+            continue
+        kind = hints[f.name]
+        out[f.name] = Option((int, float) if kind is float else kind, f.default, **rules)
+    return out
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Base of every source's options: a frozen dataclass whose fields are job-file keys."""
+
+    def for_pull(self) -> SourceOptions:
+        """The options an ad hoc pull runs with: the same, unless a source keeps state between
+        runs (an incremental table), which a one-off pull must not."""
+        return self
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     kind: str
@@ -53,10 +99,36 @@ class SourceSpec:
     concurrency: int
     rps: float | None
     page_size: int
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Any = None  # the source's options dataclass (None: its defaults)
     sandbox: dict[str, Any] | None = None
     max_attempts: int = 8
     retry_seconds: float = 300.0
+    name: str = ""  # the [sources.NAME] table: names the output folder; default: the kind
+    env_prefix: str = ""  # variables the credentials come from (default: the kind's, TRADESYNC_*)
+    # pulls only: the API's own filters (``state=open``) and the first N records in id order
+    filters: dict[str, str] = field(default_factory=dict)
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.kind)
+
+    def shape(self) -> dict[str, Any]:
+        """What decides what this source fetches and where it goes (the job fingerprint's part).
+        A source whose name is its kind and that reads the default variables hashes as before."""
+        options = self.options
+        if dataclasses.is_dataclass(options) and not isinstance(options, type):
+            options = dataclasses.asdict(options)
+        shape: dict[str, Any] = {
+            "kind": self.kind,
+            "datasets": sorted(self.datasets),
+            "page_size": self.page_size,
+            "options": options or {},
+            "sandbox": self.sandbox,
+        }
+        extra = {"name": self.name if self.name != self.kind else None, "env_prefix": self.env_prefix or None,
+                 "filters": self.filters or None, "limit": self.limit}
+        return shape | {k: v for k, v in extra.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -83,16 +155,7 @@ class JobSpec:
         shape = {
             "name": self.name,
             "schema_drift": self.schema_drift,
-            "sources": [
-                {
-                    "kind": s.kind,
-                    "datasets": sorted(s.datasets),
-                    "page_size": s.page_size,
-                    "options": s.options,
-                    "sandbox": s.sandbox,
-                }
-                for s in self.sources
-            ],
+            "sources": [s.shape() for s in self.sources],
         }
         if self.format != "parquet":  # (absent for Parquet: checkpoints of earlier versions stay valid)
             shape["format"] = self.format  # table formats stage other files (Iceberg's hold the partition columns)
@@ -141,7 +204,8 @@ class JobSpec:
 
 def load_job(path: str | Path, registry: dict[str, Any]) -> JobSpec:
     """Read and validate a job file. ``registry`` maps source kinds to their source classes,
-    which declare ``DATASETS`` (names) and ``OPTIONS`` (name -> :class:`Option`)."""
+    which declare ``DATASETS`` (names), ``Options`` (a dataclass of :func:`option` fields) and
+    ``ENV_PREFIX`` (where credentials come from by default)."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -184,13 +248,19 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
     if not isinstance(sources_raw, dict) or not sources_raw:
         raise JobFileError(f"{where}: needs at least one [sources.<name>] table ({', '.join(registry)})")
     sources = []
-    for kind, table in sources_raw.items():
-        check_name(kind, where, "key 'sources.<name>'")  # a published folder: OUTPUT/<source>/
-        if kind not in registry:
-            raise JobFileError(f"{where}: [sources.{kind}]: unknown source (known: {', '.join(registry)})")
+    for source_name, table in sources_raw.items():
+        check_name(source_name, where, "key 'sources.<name>'")  # a published folder: OUTPUT/<source>/
         if not isinstance(table, dict):
-            raise JobFileError(f"{where}: [sources.{kind}] must be a table")
-        sources.append(_parse_source(kind, table, registry[kind], where))
+            raise JobFileError(f"{where}: [sources.{source_name}] must be a table")
+        kind = table.get("kind", source_name)
+        if not isinstance(kind, str) or kind not in registry:
+            if "kind" in table:
+                raise JobFileError(f"{where}: key 'sources.{source_name}.kind' must be one of {', '.join(registry)}, "
+                                   f"got {kind!r}")
+            raise JobFileError(f"{where}: [sources.{source_name}]: unknown source (known: {', '.join(registry)}); "
+                               f"a source named otherwise says which API it is: kind = \"tradesync\"")
+        sources.append(_parse_source(source_name, kind, table, registry[kind], where))
+    _one_tenant_per_environment(sources, registry, where)
     return JobSpec(
         path=path,
         name=name,
@@ -227,11 +297,17 @@ def _iceberg_properties(table: Any, where: str) -> dict[str, str]:
     return properties
 
 
-def _parse_source(kind: str, table: dict[str, Any], source_cls: Any, where: str) -> SourceSpec:
-    prefix = f"sources.{kind}."
-    generic = {"datasets", "concurrency", "rps", "page_size", "sandbox", "max_attempts", "retry_seconds"}
-    options_spec: dict[str, Option] = source_cls.OPTIONS
+def _parse_source(name: str, kind: str, table: dict[str, Any], source_cls: Any, where: str) -> SourceSpec:
+    prefix = f"sources.{name}."
+    generic = {"kind", "env_prefix", "datasets", "concurrency", "rps", "page_size", "sandbox", "max_attempts",
+               "retry_seconds"}
+    options_spec = declared_options(source_cls.Options)
     _no_unknown(table, generic | set(options_spec), where, prefix)
+    env_prefix = _get(table, "env_prefix", str, where, prefix, default="")
+    if "env_prefix" in table and not ENV_PREFIX.fullmatch(env_prefix):
+        raise JobFileError(f"{where}: key '{prefix}env_prefix' must be an environment variable prefix: "
+                           f"capital letters, digits and '_', starting with a letter (e.g. \"EU_TS\"), "
+                           f"got {env_prefix!r}")
     all_datasets = tuple(source_cls.DATASETS)
     datasets = table.get("datasets", list(all_datasets))
     if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
@@ -266,11 +342,31 @@ def _parse_source(kind: str, table: dict[str, Any], source_cls: Any, where: str)
         concurrency=concurrency,
         rps=float(rps) if rps else None,
         page_size=page_size,
-        options=options,
+        options=source_cls.Options(**options),
         sandbox=dict(sandbox) if sandbox is not None else None,
         max_attempts=max_attempts,
         retry_seconds=float(retry_seconds),
+        name=name,
+        env_prefix=env_prefix,
     )
+
+
+def _one_tenant_per_environment(sources: list[SourceSpec], registry: dict[str, Any], where: str) -> None:
+    """Two sources reading the same variables would export one tenant twice under two names:
+    almost certainly a forgotten ``env_prefix``, and silently wrong data if let through."""
+    seen: dict[tuple[str, str], str] = {}
+    for spec in sources:
+        if spec.sandbox is not None:
+            continue
+        env = spec.env_prefix or registry[spec.kind].ENV_PREFIX
+        other = seen.setdefault((spec.kind, env), spec.name)
+        if other != spec.name:
+            example = re.sub("[^A-Z0-9]+", "_", spec.name.upper()).strip("_")
+            example = example if ENV_PREFIX.fullmatch(example) else "EU_TS"
+            raise JobFileError(
+                f"{where}: [sources.{other}] and [sources.{spec.name}] both read the {env}_* variables: "
+                f"give each its own env_prefix (e.g. env_prefix = \"{example}\")"
+            )
 
 
 def _no_unknown(table: dict[str, Any], allowed: set[str], where: str, prefix: str) -> None:

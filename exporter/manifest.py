@@ -56,6 +56,7 @@ def build_manifest(run: RunInfo, source: str, datasets: list[DatasetResult], sou
         "job_file": run.job_file,
         "job_fingerprint": run.fingerprint,
         "source": source,
+        "source_kind": source_info.get("kind"),  # the API (tradesync, traderevolution); source names the tenant
         "base_url": source_info.get("base_url"),
         "snapshot_date": run.snapshot_date,
         "started_at": run.started_at,

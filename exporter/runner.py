@@ -25,7 +25,7 @@ from typing import Any
 from .checkpoint import Checkpoint
 from .commit import CURSOR, Committer, PartitionPlan
 from .drift import DriftRules
-from .errors import CheckpointError, ExporterError, Interrupted
+from .errors import CheckpointError, ExporterError, Interrupted, name_source
 from .http import HttpClient
 from .incremental import cursor_after_walk, pick_latest, seed_walk_state
 from .jobs import JobSpec
@@ -259,19 +259,27 @@ class Run:
         )
 
     async def _run_source(self, source: Source, results: dict[str, Any]) -> None:
+        try:
+            await self._fetch_source(source, results)
+        except BaseException as error:
+            name_source(error, source.name)  # a job of many tenants says which one failed
+            raise
+
+    async def _fetch_source(self, source: Source, results: dict[str, Any]) -> None:
         with contextlib.ExitStack() as stack:
             if source.spec.sandbox is not None:
                 connection: Connection = stack.enter_context(source.sandbox())
             else:
                 connection = source.connection(self.options.env)
-            client = self._clients[source.kind] = source_client(source, connection)
+            client = self._clients[source.name] = source_client(source, connection)
             async with client:
                 pipelines = [self._pipeline(source, stream) for stream in source.streams()]
                 async with asyncio.TaskGroup() as group:
                     for pipeline in pipelines:
                         if pipeline is not None:
                             group.create_task(pipeline.run(client))
-            results[source.kind] = {
+            results[source.name] = {
+                "kind": source.kind,
                 "requests": client.stats.as_dict() | {"peak_in_flight": client.peak_in_flight},
                 "base_url": _public_url(client.settings.base_url),
                 "settings": source.manifest_extra(),
@@ -280,7 +288,7 @@ class Run:
     def _pipeline(self, source: Source, stream: Stream) -> StreamPipeline | None:
         """The stream's sinks (one per dataset it feeds) and its pipeline; None if it is done."""
         assert self.checkpoint is not None
-        stream_key = f"{source.kind}/{stream.name}"
+        stream_key = f"{source.name}/{stream.name}"
         state = self.checkpoint.streams.setdefault(stream_key, {"walk": {}, "done": False})
         settings = WriterSettings(
             rows_per_file=self.job.rows_per_file,
@@ -289,8 +297,8 @@ class Run:
         sinks = []
         run_id = self.checkpoint.run_id
         for dataset in stream.outputs:
-            key = f"{source.kind}/{dataset}"
-            target = self._target(source.kind, stream, dataset)
+            key = f"{source.name}/{dataset}"
+            target = self._target(source.name, stream, dataset)
             self._targets[key] = target
             self._streams[key] = (stream, stream_key)
             partition = self.committer.staged_partition(run_id, target)
@@ -310,7 +318,7 @@ class Run:
         if state["done"]:
             return None
         if stream.incremental and "seeded" not in state:
-            previous = find_cursor(self.storage, join(source.kind, stream.folder(next(iter(stream.outputs)))),
+            previous = find_cursor(self.storage, join(source.name, stream.folder(next(iter(stream.outputs)))),
                                    stream.incremental)
             state["walk"] = seed_walk_state(previous)
             if previous is not None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .checkpoint import merge_progress
-from .errors import DataError, HTTPError, RetriesExhausted
+from .errors import DataError, HTTPError, RequestRejected, RetriesExhausted
 from .http import HttpClient, Response
 from .pagination import KeysetWalker, OffsetWalker, split_id_range
 
@@ -172,6 +172,35 @@ class KeysetCollection:
 
 
 @dataclass
+class KeysetHead:
+    """The first ``count`` records of a keyset collection, in ascending id order (``exporter pull
+    --limit``): one walk from the start, no range probes, pages no larger than what is still
+    missing, and no request once ``count`` records are in hand."""
+
+    stream: str
+    path: str
+    decode: KeysetDecoder
+    count: int
+    page_size: int = 1000
+    params: dict[str, str] = field(default_factory=dict)
+
+    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+        taken = int(state.get("taken", 0))
+        walker = KeysetWalker(max(1, min(self.page_size, self.count)), cursor=state.get("cursor"))
+        while not walker.done and taken < self.count:
+            # the last page asks for just what is missing: a short answer then means the end
+            walker.page_size = min(walker.page_size, self.count - taken)
+            params = walker.next_params()
+            page = await client.request("GET", self.path, params={**self.params, **params}, decode=self.decode)
+            keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
+            stop = min(keep.stop, keep.start + self.count - taken)
+            taken += stop - keep.start
+            progress = {"cursor": walker.cursor, "taken": taken}
+            await emit(Page(self.stream, objects=page.objects[keep.start : stop], ids=page.ids[keep.start : stop],
+                            progress=progress))
+
+
+@dataclass
 class IdBatches:
     """Fetch known ids again, ``batch`` at a time (``/trades?ids=1,2,3``): the trades that were open
     at the previous incremental run, so that their closes are seen although their id is old."""
@@ -267,6 +296,8 @@ class OffsetLists:
     page_size: int = 1000
     workers: int = 0  # 0: the client's concurrency
     give_up_after: int = 5  # failed targets with no success at all before the walk gives up
+    # a pull's --limit: targets one at a time in plan order, stopping once this many records came
+    head: int | None = None
 
     async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
         if "targets" not in state:
@@ -276,22 +307,24 @@ class OffsetLists:
             state["failed"] = {}
         progress: dict[str, Any] = state["progress"]
         todo = [Target(k, p, dict(q)) for k, p, q in state["targets"] if not progress.get(k, {}).get("done")]
-        workers = min(len(todo), self.workers or client.settings.concurrency)
+        workers = min(len(todo), 1 if self.head is not None else self.workers or client.settings.concurrency)
         next_index = 0
-        tally = {"ok": 0, "failed": 0}
+        tally = {"ok": 0, "failed": 0, "rows": 0}
 
         async def worker() -> None:
             nonlocal next_index
-            while next_index < len(todo):
+            while next_index < len(todo) and (self.head is None or tally["rows"] < self.head):
                 target = todo[next_index]
                 next_index += 1
                 start = int(progress.get(target.key, {}).get("offset", 0))
                 try:
-                    await self._walk(client, emit, target, start)
+                    await self._walk(client, emit, target, start, tally)
                     tally["ok"] += 1
                 except (RetriesExhausted, HTTPError) as exc:
-                    if isinstance(exc, HTTPError) and exc.status is None:
-                        raise  # not about this target (TLS, a bad base URL): no point going on
+                    if isinstance(exc, RequestRejected) or (isinstance(exc, HTTPError) and exc.status is None):
+                        # not about this target: TLS, a bad base URL, or parameters the API refuses
+                        # (the same for every target)
+                        raise
                     tally["failed"] += 1
                     if tally["failed"] >= self.give_up_after and not tally["ok"]:
                         raise  # nothing works at all: stop instead of failing every target slowly
@@ -302,18 +335,24 @@ class OffsetLists:
                 for _ in range(workers):
                     group.create_task(worker())
 
-    async def _walk(self, client: HttpClient, emit: Emit, target: Target, offset: int) -> None:
-        walker = OffsetWalker(self.page_size, offset=offset)
+    async def _walk(self, client: HttpClient, emit: Emit, target: Target, offset: int, tally: dict[str, int]) -> None:
+        size = self.page_size if self.head is None else max(1, min(self.page_size, self.head))
+        walker = OffsetWalker(size, offset=offset)
         while not walker.done:
             params = {**target.params, **walker.next_params()}
             records = await client.request("GET", target.path, params=params, decode=self.decode)
             keep = walker.update([self.id_of(r) for r in records])
             kept = records if len(keep) == len(records) else [records[i] for i in keep]
+            if self.head is not None:
+                kept = kept[: self.head - tally["rows"]]
+            tally["rows"] += len(kept)
             done = {"offset": walker.offset, "done": walker.done}
             update: dict[str, Any] = {"progress": {target.key: done}}
             if walker.done:
                 update["failed"] = {target.key: None}
             await emit(Page(self.stream, records=kept, progress=update))
+            if self.head is not None and tally["rows"] >= self.head:
+                return
 
 
 def failed_targets(state: dict[str, Any]) -> dict[str, str]:

@@ -25,7 +25,8 @@ def test_nightly_runs_both_sources_and_the_cross_source_query_adds_up(tmp_path: 
     job = load_job(ROOT / "jobs" / "nightly.toml", registry()).with_overrides(rps=10_000)
     # the simulator's clock is "now" for TraderEvolution's date windows
     sources = tuple(
-        dataclasses.replace(s, options={**s.options, "until": SIM_CLOCK}) if s.kind == "traderevolution" else s
+        dataclasses.replace(s, options=dataclasses.replace(s.options, until=SIM_CLOCK))
+        if s.kind == "traderevolution" else s
         for s in job.sources
     )
     job = dataclasses.replace(job, sources=sources)

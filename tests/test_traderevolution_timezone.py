@@ -209,6 +209,6 @@ def test_an_unknown_zone_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_known_zones_are_accepted(tmp_path: Path) -> None:
     for zone in ("UTC", NICOSIA, "Etc/GMT-2"):
         job = load_job(_job_file(tmp_path / "te.toml", zone), registry())
-        assert job.sources[0].options["report_timezone"] == zone
+        assert job.sources[0].options.report_timezone == zone
     (tmp_path / "default.toml").write_text('name = "te"\n[sources.traderevolution]\ndatasets = ["trades"]\n')
-    assert load_job(tmp_path / "default.toml", registry()).sources[0].options["report_timezone"] == "UTC"
+    assert load_job(tmp_path / "default.toml", registry()).sources[0].options.report_timezone == "UTC"

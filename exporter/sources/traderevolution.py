@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -29,16 +30,14 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from ..errors import AuthError, ConfigError, DataError, JobFileError
+from ..errors import AuthError, ConfigError, DataError
 from ..http import ClientSettings, HttpClient, ProbeSettings, Response
-from ..jobs import Option, SourceSpec
+from ..jobs import SourceOptions, option
 from ..schema import Column, RecordSchema, sanitize_column_names, time_zone
 from ..walk import OffsetLists, Page, Target
-from . import Connection, Stream, client_settings, constant, identity, snapshot_time, with_snapshot_time
-from .tradesync import BALANCE_COLUMNS, EQUITY_COLUMNS
+from .base import Connection, Dataset, Projection, Source, StreamDef, Walk, as_is, stamped
+from .canonical import BALANCE_COLUMNS, EQUITY_COLUMNS, canonical_table
 
-ENV_URL, ENV_LOGIN, ENV_PASSWORD = "TRADEREVOLUTION_BASE_URL", "TRADEREVOLUTION_LOGIN", "TRADEREVOLUTION_PASSWORD"
-ENV_CA_BUNDLE = "TRADEREVOLUTION_CA_BUNDLE"
 API_PATH = "/proftrading/rest"
 URL_FORM = f"https://<host>:8443{API_PATH}"
 
@@ -255,9 +254,11 @@ class TokenAuth:
 
     REFRESH_MARGIN = 0.2  # refresh when 20% of the access token's life is left
 
-    def __init__(self, login: str, password: str) -> None:
+    def __init__(self, login: str, password: str, *, variables: tuple[str, str, str] = (
+            "TRADEREVOLUTION_BASE_URL", "TRADEREVOLUTION_LOGIN", "TRADEREVOLUTION_PASSWORD")) -> None:
         self._login = login
         self._password = password
+        self._variables = variables  # where the URL, login and password came from: named in errors
         self._access: str | None = None
         self._refresh: str | None = None
         self._access_expires = 0.0
@@ -294,6 +295,7 @@ class TokenAuth:
 
     async def _login_now(self, client: HttpClient) -> None:
         body = {"login": self._login, "password": self._password}
+        url_variable, login_variable, password_variable = self._variables
         for attempt in range(1, 6):
             response = await client.send_once("POST", "/auth/token", json=body)
             if response.status == 200:
@@ -302,12 +304,13 @@ class TokenAuth:
                 return
             if response.status in (401, 403):
                 codes = describe_codes(error_codes(response)) or f"HTTP {response.status}"
-                raise AuthError(f"TraderEvolution login failed: {codes}; check {ENV_LOGIN} and {ENV_PASSWORD}")
+                raise AuthError(f"TraderEvolution login failed: {codes}; "
+                                f"check {login_variable} and {password_variable}")
             if response.status in (404, 405):
                 # no login route there: the URL, not the credentials, is wrong (often the API path is missing)
                 raise ConfigError(
                     f"TraderEvolution login: HTTP {response.status} from {_url_only(response.url)}: "
-                    f"{ENV_URL} does not look like the BackOffice REST API; expected the form {URL_FORM}"
+                    f"{url_variable} does not look like the BackOffice REST API; expected the form {URL_FORM}"
                     + ("" if API_PATH in response.url else f" (it lacks {API_PATH})")
                 )
             if response.status not in (429, 500, 502, 503, 504):
@@ -394,103 +397,143 @@ def date_windows(since: datetime, until: datetime, days: int) -> list[tuple[int,
     return out
 
 
-def _statement_projection(canonical: tuple[str, ...], raw_names: list[str]) -> Callable[[pa.Table, Page], pa.Table]:
-    """balances/equity: the Tradesync columns first (nulls where TE has no value), then raw columns."""
-    canonical_types = {
-        "account_id": pa.int64(),
-        "currency": pa.string(),
-        "open_trades": pa.int64(),
-    }
+def statement(canonical: tuple[str, ...]):
+    """Feed of ``balances``/``equity`` from the statement report: the canonical columns first (nulls
+    where TraderEvolution has no such value), then every report column as ``te_<column>``."""
+    raw_names = sanitize_column_names(STATEMENT_COLUMNS)
 
-    def project(table: pa.Table, page: Page) -> pa.Table:
-        n = table.num_rows
-        arrays = [snapshot_time(table, page), constant("traderevolution", table)]
-        names = ["snapshot_at", "source"]
-        for name in ("account_id", *canonical):
-            source = CANONICAL_FROM_STATEMENT.get(name)
-            if source is not None and source in table.column_names:
-                arrays.append(table.column(source))
-            else:
-                arrays.append(pa.nulls(n, canonical_types.get(name, pa.decimal128(38, 10))))
-            names.append(name)
-        for raw in raw_names:
-            if raw in table.column_names:
+    def feed(source: Source) -> Projection:
+        def project(table: pa.Table, page: Page) -> pa.Table:
+            present = set(table.column_names)
+            found = {name: table.column(column) for name, column in CANONICAL_FROM_STATEMENT.items()
+                     if column in present}
+            arrays, names = canonical_table(canonical, source.name, page, table.num_rows, found)
+            # the declared report columns in their order, then any the report gained (drift)
+            for raw in [*(r for r in raw_names if r in present), *(c for c in table.column_names
+                                                                   if c not in raw_names)]:
                 arrays.append(table.column(raw))
                 names.append(f"te_{raw}")
-        for extra in table.column_names:
-            if extra not in raw_names:
-                arrays.append(table.column(extra))
-                names.append(f"te_{extra}")
-        return pa.Table.from_arrays(arrays, names=names)
+            return pa.Table.from_arrays(arrays, names=names)
 
-    def written(column: str) -> tuple[str, ...]:
-        """Every report column goes out as ``te_<column>``; some also as a Tradesync-shaped one."""
-        shaped = tuple(n for n in ("account_id", *canonical) if CANONICAL_FROM_STATEMENT.get(n) == column)
-        return (*shaped, f"te_{column}")
+        def written(column: str) -> tuple[str, ...]:
+            """Every report column goes out as ``te_<column>``; some also as a canonical one."""
+            shaped = tuple(n for n in ("account_id", *canonical) if CANONICAL_FROM_STATEMENT.get(n) == column)
+            return (*shaped, f"te_{column}")
 
-    project.written_names = written  # type: ignore[attr-defined]
-    return project
+        project.written_names = written  # type: ignore[attr-defined]
+        return project
+
+    return feed
 
 
-class TraderEvolutionSource:
+def _check_moment(text: str) -> None:
+    if text:
+        try:
+            _parse_moment(text)
+        except ValueError:
+            raise ValueError(f"must be an ISO date or datetime (2025-01-31 or 2025-01-31T00:00:00+02:00), "
+                             f"got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class TraderEvolutionOptions(SourceOptions):
+    since: str = option("", "history start, YYYY-MM-DD (default: since_days before now)", check=_check_moment)
+    until: str = option("", "history end, ISO date or datetime (default: now)", check=_check_moment)
+    since_days: int = option(90, "history length when 'since' is not set", minimum=1)
+    window_days: int = option(7, "date window of one report/operations request", minimum=1)
+    # one window per account by default: the fan-out costs a request per account and window,
+    # and the per-collection pace (1.6/s) makes every extra window minutes on a real server
+    operations_window_days: int = option(92, "date window of one account's operations request", minimum=1)
+    report_datetime_format: str = option("dd.MM.yyyy HH:mm:ss", "how this server formats report times")
+    # the contract leaves the zone of report cells undocumented; many back offices run on local time
+    report_timezone: str = option("UTC", "IANA zone report times are written in", check=time_zone)
+    block_wait_seconds: float = option(12.0, "pause after a blocked token (429 2.147.1.27 after a wait)", minimum=0)
+    verify_tls: bool = option(True, "false accepts self-signed certificates (demo servers only)")
+    ca_bundle: str = option("", "PEM file with the CA of a self-signed server")
+
+
+REPORT_FILTERS = {
+    "accountId": "one account's rows: accountId=3243001",
+    "login": "the rows of one user's accounts: login=trader0001",
+}
+FILTERS = {
+    "accounts": {"userId": "one user's accounts: userId=146000"},
+    "statement": REPORT_FILTERS,
+    "account_operations": {
+        "accountId": "one account's operations (one request per window instead of one per account)",
+        "operationTypeId": "one kind: 1 trading, 2 deposit, 3 withdrawal, 12 adjustment, 13 dividends, 17 transfer",
+    },
+    "trades": REPORT_FILTERS,
+}
+
+
+def _accounts(source: TraderEvolutionSource) -> Walk:
+    return source.offset_lists("accounts", _single("/accounts", source.spec.filters), "id", ordered=True)
+
+
+def _statement(source: TraderEvolutionSource) -> Walk:
+    return source.offset_lists("statement", source.report_plan(STATEMENT_REPORT, None), "accountid", ordered=True,
+                               decode=decode_report)
+
+
+def _operations(source: TraderEvolutionSource) -> Walk:
+    # per account, ids ascend with time: one account's windows in order are in id order, many
+    # accounts' are not (a --limit then fetches them all and keeps the first N ids)
+    one_account = "accountId" in source.spec.filters
+    return source.offset_lists("account_operations", source.operations_plan, "id", ordered=one_account)
+
+
+def _trades(source: TraderEvolutionSource) -> Walk:
+    # trade ids ascend with time and the windows go forward in time
+    return source.offset_lists("trades", source.report_plan(TRADES_REPORT, source.options.window_days), "tradeid",
+                               ordered=True, decode=decode_report)
+
+
+def _statement_schema(source: TraderEvolutionSource) -> RecordSchema:
+    kinds = {c: ("str" if c in STATEMENT_TEXT else "int" if c == "accountid" else "decimal")
+             for c in STATEMENT_COLUMNS}
+    return report_schema("account statement", kinds, source.time_format, source.report_zone)
+
+
+def _trades_schema(source: TraderEvolutionSource) -> RecordSchema:
+    return report_schema("trades report", TRADES_TYPES, source.time_format, source.report_zone)
+
+
+class TraderEvolutionSource(Source):
     kind = "traderevolution"
-    DATASETS = ("accounts", "balances", "equity", "account_operations", "trades")
+    Options = TraderEvolutionOptions
+    ENV_PREFIX = "TRADEREVOLUTION"
+    CREDENTIALS = {"login": "LOGIN", "password": "PASSWORD"}
+    BASE_URL_FORM = URL_FORM
     DEFAULT_RPS: float | None = 1.6  # per collection: the public client keeps ~0.6 s between calls
-    DEFAULT_PAGE_SIZE = 1000
-    OPTIONS = {
-        "since": Option(str, "", "history start, YYYY-MM-DD (default: since_days before now)"),
-        "until": Option(str, "", "history end, ISO date or datetime (default: now)"),
-        "since_days": Option(int, 90, "history length when 'since' is not set", minimum=1),
-        "window_days": Option(int, 7, "date window of one report/operations request", minimum=1),
-        # one window per account by default: the fan-out costs a request per account and window,
-        # and the per-collection pace (1.6/s) makes every extra window minutes on a real server
-        "operations_window_days": Option(int, 92, "date window of one account's operations request", minimum=1),
-        "report_datetime_format": Option(str, "dd.MM.yyyy HH:mm:ss", "how this server formats report times"),
-        # the contract leaves the zone of report cells undocumented; many back offices run on local time
-        "report_timezone": Option(str, "UTC", "IANA zone report times are written in", check=time_zone),
-        "block_wait_seconds": Option(
-            (int, float), 12.0, "pause after a blocked token (429 2.147.1.27 after a wait)", minimum=0
-        ),
-        "verify_tls": Option(bool, True, "false accepts self-signed certificates (demo servers only)"),
-        "ca_bundle": Option(str, "", "PEM file with the CA of a self-signed server"),
-    }
-    auth_hint = f"check {ENV_LOGIN} and {ENV_PASSWORD}"
+    PACE_PER_COLLECTION = True  # the server limits each collection (/accounts, /reports, ...) separately
+    STREAMS = (
+        StreamDef("accounts", ACCOUNT, _accounts, (Dataset("accounts", stamped),), filters=FILTERS["accounts"]),
+        # the Account Statement Report: one row per account, live engine values
+        StreamDef("statement", _statement_schema, _statement, (
+            Dataset("balances", statement(BALANCE_COLUMNS), key="account_id"),
+            Dataset("equity", statement(EQUITY_COLUMNS), key="account_id"),
+        ), filters=FILTERS["statement"], null_tokens=NULL_TOKENS, text_cells=True),
+        StreamDef("account_operations", OPERATION, _operations, (Dataset("account_operations", as_is),),
+                  filters=FILTERS["account_operations"]),
+        StreamDef("trades", _trades_schema, _trades, (Dataset("trades", as_is, key="tradeid"),),
+                  filters=FILTERS["trades"], null_tokens=NULL_TOKENS, text_cells=True),
+    )
 
-    def __init__(self, spec: SourceSpec) -> None:
-        self.spec = spec
-        self.options = spec.options
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
         self._report_ids: dict[str, int] = {}
         self._report_lock = asyncio.Lock()
         self.now: datetime | None = None
-        fmt = str(self.options.get("report_datetime_format") or "dd.MM.yyyy HH:mm:ss")
-        self.time_format = java_time_format(fmt)
-        self.report_timezone = str(self.options.get("report_timezone") or "UTC")
-        self.report_zone = time_zone(self.report_timezone)  # checked when the job was parsed
-        for key in ("since", "until"):
-            value = str(self.options.get(key) or "")
-            if value:
-                try:
-                    _parse_moment(value)
-                except ValueError:
-                    raise JobFileError(
-                        f"sources.traderevolution.{key} must be an ISO date or datetime, got {value!r}"
-                    ) from None
+        self.time_format = java_time_format(self.options.report_datetime_format)
+        self.report_zone = time_zone(self.options.report_timezone)  # checked when the job was parsed
 
     # -- connection -------------------------------------------------------------------------
     def connection(self, env: Mapping[str, str]) -> Connection:
-        url, login, password = env.get(ENV_URL, ""), env.get(ENV_LOGIN, ""), env.get(ENV_PASSWORD, "")
-        if not url:
-            raise AuthError(f"traderevolution: set {ENV_URL} ({URL_FORM})")
-        if not login or not password:
-            raise AuthError(f"traderevolution: set {ENV_LOGIN} and {ENV_PASSWORD}")
-        ca_bundle = str(self.options.get("ca_bundle") or env.get(ENV_CA_BUNDLE, "")) or None
-        return Connection(
-            url,
-            {"login": login, "password": password},
-            verify_tls=bool(self.options.get("verify_tls", True)),
-            ca_bundle=ca_bundle,
-            base_url_from=ENV_URL,
-        )
+        connection = super().connection(env)
+        connection.ca_bundle = self.options.ca_bundle or env.get(self.variable("CA_BUNDLE"), "") or None
+        connection.verify_tls = self.options.verify_tls
+        return connection
 
     @contextmanager
     def sandbox(self) -> Iterator[Connection]:
@@ -502,37 +545,41 @@ class TraderEvolutionSource:
             yield Connection(base_url, {"login": config.login, "password": config.password})
 
     def auth(self, connection: Connection) -> TokenAuth:
-        return TokenAuth(connection.credentials["login"], connection.credentials["password"])
+        variables = (self.base_url_variable, *self.credential_variables)
+        return TokenAuth(connection.credentials["login"], connection.credentials["password"],
+                         variables=variables)  # type: ignore[arg-type]
 
     def read_error(self, response: Response) -> str:
         return read_error(response)
 
-    def on_response(self, response: Response) -> float | None:
-        """No floor of our own: one 429 ``2.147.1.27`` may be a single violation or a blocked token,
-        which the probing pacer tells apart (a blocked token refuses the probe too)."""
-        return None
-
     def client_settings(self, connection: Connection) -> ClientSettings:
-        # rps = 0: start at the documented safe rate and find the limit from below
-        probing = ProbeSettings(
-            start_rps=self.DEFAULT_RPS or 1.6, block_wait=float(self.options.get("block_wait_seconds", 12.0))
-        )
-        return client_settings(self.spec, connection, pace_per_collection=True, probing=probing)
+        # rps = 0: start at the documented safe rate and find the limit from below. One 429
+        # 2.147.1.27 may be a single violation or a blocked token: the probing pacer tells them
+        # apart (a blocked token refuses the probe too), so there is no on_response floor here
+        probing = ProbeSettings(start_rps=self.DEFAULT_RPS or 1.6, block_wait=float(self.options.block_wait_seconds))
+        return replace(super().client_settings(connection), probing=probing)
 
     def manifest_extra(self) -> dict[str, Any]:
         """Recorded in each manifest: the zone report times were read in."""
-        return {"report_timezone": self.report_timezone}
+        return {"report_timezone": self.options.report_timezone}
 
     # -- what to fetch ----------------------------------------------------------------------
+    def offset_lists(self, stream: str, plan: Callable[[HttpClient], Any], key: str, *, ordered: bool,
+                     decode: Callable[[Response], list[dict[str, Any]]] = decode_records) -> OffsetLists:
+        """A fan-out of limit/offset lists; for a pull's ``--limit N`` on a stream whose plan is in
+        id order, one target at a time until N records came."""
+        head = self.spec.limit if ordered else None
+        return OffsetLists(stream, plan, decode, _id(key), self.spec.page_size, head=head)
+
     def _until(self) -> datetime:
-        until = str(self.options.get("until") or "")
+        until = self.options.until
         return _parse_moment(until) if until else self.now or datetime.now(UTC)
 
     def _since(self) -> datetime:
-        since = str(self.options.get("since") or "")
+        since = self.options.since
         if since:
             return _parse_moment(since)
-        return self._until() - timedelta(days=int(self.options.get("since_days", 90)))
+        return self._until() - timedelta(days=self.options.since_days)
 
     async def report_id(self, client: HttpClient, name: str) -> int:
         async with self._report_lock:
@@ -544,67 +591,34 @@ class TraderEvolutionSource:
                 self._report_ids[name] = matches[0]["id"]
             return self._report_ids[name]
 
-    def streams(self) -> list[Stream]:
-        chosen = set(self.spec.datasets)
-        size = self.spec.page_size
-        out: list[Stream] = []
-        if "accounts" in chosen:
-            walk = OffsetLists("accounts", _single("/accounts"), decode_records, _id("id"), size)
-            out.append(Stream("accounts", ACCOUNT, walk, {"accounts": with_snapshot_time}))
-        statement_outputs: dict[str, Any] = {}
-        raw = sanitize_column_names(STATEMENT_COLUMNS)
-        if "balances" in chosen:
-            statement_outputs["balances"] = _statement_projection(BALANCE_COLUMNS, raw)
-        if "equity" in chosen:
-            statement_outputs["equity"] = _statement_projection(EQUITY_COLUMNS, raw)
-        if statement_outputs:
-            kinds = {
-                c: ("str" if c in STATEMENT_TEXT else "int" if c == "accountid" else "decimal")
-                for c in STATEMENT_COLUMNS
-            }
-            walk = OffsetLists(
-                "statement", self._report_plan(STATEMENT_REPORT, None), decode_report, _id("accountid"), size
-            )
-            out.append(
-                Stream(
-                    "statement",
-                    report_schema("account statement", kinds, self.time_format, self.report_zone),
-                    walk,
-                    statement_outputs,
-                    null_tokens=NULL_TOKENS,
-                    text_cells=True,
-                )
-            )
-        if "account_operations" in chosen:
-            walk = OffsetLists("account_operations", self._operations_plan, decode_records, _id("id"), size)
-            out.append(Stream("account_operations", OPERATION, walk, {"account_operations": identity}))
-        if "trades" in chosen:
-            days = int(self.options.get("window_days", 7))
-            walk = OffsetLists("trades", self._report_plan(TRADES_REPORT, days), decode_report, _id("tradeid"), size)
-            out.append(
-                Stream(
-                    "trades",
-                    report_schema("trades report", TRADES_TYPES, self.time_format, self.report_zone),
-                    walk,
-                    {"trades": identity},
-                    null_tokens=NULL_TOKENS,
-                    text_cells=True,
-                )
-            )
-        return out
+    def report_plan(self, name: str, window_days: int | None):
+        filters = self.spec.filters
 
-    def _report_plan(self, name: str, window_days: int | None):
         async def plan(client: HttpClient) -> list[Target]:
             report = await self.report_id(client, name)
             path = f"/reports/{report}"
             if window_days is None:
-                return [Target("snapshot", path, {})]
+                return [Target("snapshot", path, dict(filters))]
             windows = date_windows(self._since(), self._until(), window_days)
-            return [Target(f"{a}", path, {"startDate": str(a), "endDate": str(b)}) for a, b in windows]
+            return [Target(f"{a}", path, {**filters, "startDate": str(a), "endDate": str(b)}) for a, b in windows]
 
         return plan
 
-    async def _operations_plan(self, client: HttpClient) -> list[Target]:
+    async def operations_plan(self, client: HttpClient) -> list[Target]:
+        filters = self.spec.filters
+        if "accountId" in filters:
+            ids = [filters["accountId"]]  # one account: no need to list them all
+        else:
+            ids = [str(i) for i in sorted(set(await self._account_ids(client)))]
+        windows = date_windows(self._since(), self._until(), self.options.operations_window_days)
+        return [
+            Target(f"{account}:{a}", "/accountOperations",
+                   {**filters, "accountId": account, "startDate": str(a), "endDate": str(b)})
+            for account in ids
+            for a, b in windows
+        ]
+
+    async def _account_ids(self, client: HttpClient) -> list[int]:
         ids: list[int] = []
         offset = 0
         while True:
@@ -617,17 +631,7 @@ class TraderEvolutionSource:
             ids.extend(int(r["id"]) for r in page if isinstance(r.get("id"), int))
             offset += len(page)
             if len(page) < self.spec.page_size:
-                break
-        windows = date_windows(self._since(), self._until(), int(self.options.get("operations_window_days", 92)))
-        return [
-            Target(
-                f"{account}:{a}",
-                "/accountOperations",
-                {"accountId": str(account), "startDate": str(a), "endDate": str(b)},
-            )
-            for account in sorted(set(ids))
-            for a, b in windows
-        ]
+                return ids
 
 
 def _url_only(url: str) -> str:
@@ -645,9 +649,9 @@ def _parse_moment(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _single(path: str):
+def _single(path: str, params: dict[str, str]):
     async def plan(client: HttpClient) -> list[Target]:
-        return [Target("all", path, {})]
+        return [Target("all", path, dict(params))]
 
     return plan
 

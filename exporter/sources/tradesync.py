@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
 import pyarrow as pa
 
-from ..errors import AuthError, DataError
-from ..http import ClientSettings, HttpClient, Response
+from ..errors import DataError
+from ..http import HttpClient, Response
 from ..incremental import cursor_key, written_rows
-from ..jobs import Option, SourceSpec
+from ..jobs import SourceOptions, option
 from ..schema import RecordSchema, columns
-from ..walk import IdBatches, IncrementalCollection, KeysetCollection, KeysetPage, Page
-from . import Connection, Stream, client_settings, constant, identity, snapshot_time, with_snapshot_time
+from ..walk import IdBatches, IncrementalCollection, KeysetCollection, KeysetHead, KeysetPage, Page
+from .base import Connection, Dataset, Projection, Source, StreamDef, Walk, as_is, stamped
+from .canonical import BALANCE_COLUMNS, EQUITY_COLUMNS, canonical_table
 
 DEFAULT_BASE_URL = "https://api.tradesync.com"
-ENV_KEY, ENV_SECRET, ENV_URL = "TRADESYNC_API_KEY", "TRADESYNC_API_SECRET", "TRADESYNC_BASE_URL"
 
 ACCOUNT = RecordSchema(
     "tradesync account",
@@ -56,22 +57,26 @@ TRADE = RecordSchema(
     ),
 )
 
-BALANCE_COLUMNS = ("currency", "balance", "credit")
-EQUITY_COLUMNS = (
-    "currency", "equity", "free_margin", "used_margin", "open_trades", "open_trades_lots",
-    "daily_profit", "weekly_profit", "monthly_profit", "total_profit",
-)
+TRADE_FILTERS = {
+    "account_id": "one account's trades: account_id=1241400",
+    "account_ids": "several accounts' trades: account_ids=1241400,1241403",
+    "state": "open or closed",
+    "ids": "these trades: ids=37000000,37000013 (used by incremental runs; not in the API's documentation)",
+}
 
 
-def canonical_projection(names: tuple[str, ...], source: str):
-    """``snapshot_at, source, account_id, <names>`` from an accounts table: the cross-source shape."""
+def canonical(names: tuple[str, ...]):
+    """Feed of ``balances``/``equity``: ``snapshot_at, source, account_id, <names>`` from an accounts page."""
 
-    def project(table: pa.Table, page: Page) -> pa.Table:
-        head = [snapshot_time(table, page), constant(source, table)]
-        arrays = [*head, table.column("id"), *(table.column(n) for n in names)]
-        return pa.Table.from_arrays(arrays, names=["snapshot_at", "source", "account_id", *names])
+    def feed(source: Source) -> Projection:
+        def project(table: pa.Table, page: Page) -> pa.Table:
+            found = {"account_id": table.column("id"), **{n: table.column(n) for n in names}}
+            arrays, out = canonical_table(names, source.name, page, table.num_rows, found)
+            return pa.Table.from_arrays(arrays, names=out)
 
-    return project
+        return project
+
+    return feed
 
 
 class _Meta(msgspec.Struct):
@@ -101,6 +106,7 @@ class _ErrorEnvelope(msgspec.Struct):
     status: int | None = None
     code: str | None = None
     message: str | None = None
+    errors: Any = None  # a validation error's {field: [text, ...]} (Laravel style), where a server sends it
 
 
 _list_decoder = msgspec.json.Decoder(_ListEnvelope)
@@ -174,31 +180,79 @@ class BasicAuth:
         return "BasicAuth(<redacted>)"
 
 
-class TradesyncSource:
+@dataclass(frozen=True)
+class TradesyncOptions(SourceOptions):
+    parallel_walks: int = option(0, "id ranges walked at once per collection; 0 = auto", minimum=0)
+    trades_state: str = option("all", "which trades to export", choices=("all", "open", "closed"))
+    trades_mode: str = option(
+        "snapshot", "snapshot: every trade each run; incremental: new ids + refresh of open ones",
+        choices=("snapshot", "incremental"),
+    )
+
+    def for_pull(self) -> TradesyncOptions:
+        return replace(self, trades_mode="snapshot")  # a pull moves no cursor
+
+
+def _keyset(source: TradesyncSource, stream: str, path: str, params: dict[str, str] | None = None) -> Walk:
+    """A keyset walk of ``path``: the whole collection in parallel id ranges, or, for a pull's
+    ``--limit N``, its first N records in one ascending walk that stops there."""
+    params = {**(params or {}), **source.spec.filters}
+    spec = source.spec
+    if spec.limit is not None:
+        return KeysetHead(stream, path, decode_list_page, spec.limit, spec.page_size, params)
+    return KeysetCollection(stream, path, decode_list_page, spec.page_size, params,
+                            walkers=source.options.parallel_walks)
+
+
+def _accounts(source: TradesyncSource) -> Walk:
+    return _keyset(source, "accounts", "/accounts")
+
+
+def _trades(source: TradesyncSource) -> Walk:
+    state = source.options.trades_state
+    return _keyset(source, "trades", "/trades", {} if state == "all" else {"state": state})
+
+
+def _incremental_trades(source: TradesyncSource) -> Walk:
+    """Both walks fetch every state, whatever ``trades_state`` says: the cursor must see the open
+    trades to refresh them later (a ``closed`` table gets them once they close). The filter
+    applies to the rows written (:func:`_written_trades`)."""
+    walk = KeysetCollection("trades", "/trades", decode_list_page, source.spec.page_size,
+                            walkers=source.options.parallel_walks)
+    return IncrementalCollection(walk, IdBatches("trades", "/trades", decode_list_page))
+
+
+def _written_trades(source: TradesyncSource) -> Projection:
+    state = source.options.trades_state
+
+    def written(table: pa.Table, page: Page) -> pa.Table:
+        return written_rows(table, state, page.context.get("after"))
+
+    return written
+
+
+def _incremental(source: TradesyncSource) -> bool:
+    return source.options.trades_mode == "incremental"
+
+
+class TradesyncSource(Source):
     kind = "tradesync"
-    DATASETS = ("accounts", "balances", "equity", "trades")
-    DEFAULT_RPS: float | None = None
-    DEFAULT_PAGE_SIZE = 1000
-    OPTIONS = {
-        "parallel_walks": Option(int, 0, "id ranges walked at once per collection; 0 = auto", minimum=0),
-        "trades_state": Option(str, "all", "which trades to export", choices=("all", "open", "closed")),
-        "trades_mode": Option(
-            str, "snapshot", "snapshot: every trade each run; incremental: new ids + refresh of open ones",
-            choices=("snapshot", "incremental"),
-        ),
-    }
-    auth_hint = f"check {ENV_KEY} and {ENV_SECRET}"
-
-    def __init__(self, spec: SourceSpec) -> None:
-        self.spec = spec
-
-    def connection(self, env: Mapping[str, str]) -> Connection:
-        key, secret = env.get(ENV_KEY, ""), env.get(ENV_SECRET, "")
-        if not key or not secret:
-            raise AuthError(f"tradesync: set {ENV_KEY} and {ENV_SECRET} (or add a [sources.tradesync.sandbox] table)")
-        url = env.get(ENV_URL)
-        origin = ENV_URL if url else f"{ENV_URL}'s default"
-        return Connection(url or DEFAULT_BASE_URL, {"key": key, "secret": secret}, base_url_from=origin)
+    Options = TradesyncOptions
+    ENV_PREFIX = "TRADESYNC"
+    CREDENTIALS = {"key": "API_KEY", "secret": "API_SECRET"}
+    DEFAULT_BASE_URL = DEFAULT_BASE_URL
+    STREAMS = (
+        # one walk of /accounts carries the live balance and equity: three datasets from one walk
+        StreamDef("accounts", ACCOUNT, _accounts, (
+            Dataset("accounts", stamped),
+            Dataset("balances", canonical(BALANCE_COLUMNS), key="account_id"),
+            Dataset("equity", canonical(EQUITY_COLUMNS), key="account_id"),
+        )),
+        StreamDef("trades", TRADE, _trades, (Dataset("trades", as_is),), filters=TRADE_FILTERS,
+                  when=lambda source: not _incremental(source)),
+        StreamDef("trades", TRADE, _incremental_trades, (Dataset("trades", _written_trades),),
+                  when=_incremental, incremental=lambda source: cursor_key("trades", source.options.trades_state)),
+    )
 
     @contextmanager
     def sandbox(self) -> Iterator[Connection]:
@@ -213,57 +267,16 @@ class TradesyncSource:
         return BasicAuth(connection.credentials["key"], connection.credentials["secret"])
 
     def read_error(self, response: Response) -> str:
+        """``CODE: message``, and a validation error's per-field texts where the body has them
+        (``VALIDATION_FAIL: Input validation error (state: The selected state is invalid.)``)."""
         try:
             body = _error_decoder.decode(response.body)
         except msgspec.DecodeError:
             return f"non-JSON body ({_describe(response)})"
         parts = [p for p in (body.code, body.message) if p]
-        return ": ".join(parts) if parts else _describe(response)
-
-    def on_response(self, response: Response) -> float | None:
-        return None
-
-    def client_settings(self, connection: Connection) -> ClientSettings:
-        return client_settings(self.spec, connection)
-
-    def manifest_extra(self) -> dict[str, Any]:
-        return {}
-
-    def streams(self) -> list[Stream]:
-        chosen = set(self.spec.datasets)
-        walkers = int(self.spec.options.get("parallel_walks", 0))
-        out: list[Stream] = []
-        account_outputs: dict[str, Any] = {}
-        if "accounts" in chosen:
-            account_outputs["accounts"] = with_snapshot_time
-        if "balances" in chosen:
-            account_outputs["balances"] = canonical_projection(BALANCE_COLUMNS, self.kind)
-        if "equity" in chosen:
-            account_outputs["equity"] = canonical_projection(EQUITY_COLUMNS, self.kind)
-        page_size = self.spec.page_size
-        if account_outputs:
-            walk = KeysetCollection("accounts", "/accounts", decode_list_page, page_size, walkers=walkers)
-            out.append(Stream("accounts", ACCOUNT, walk, account_outputs))
-        if "trades" in chosen:
-            state = self.spec.options.get("trades_state", "all")
-            if self.spec.options.get("trades_mode") == "incremental":
-                out.append(self._incremental_trades(state, page_size, walkers))
-            else:
-                params = {} if state == "all" else {"state": state}
-                walk = KeysetCollection("trades", "/trades", decode_list_page, page_size, params, walkers=walkers)
-                out.append(Stream("trades", TRADE, walk, {"trades": identity}))
-        return out
-
-    @staticmethod
-    def _incremental_trades(state: str, page_size: int, walkers: int) -> Stream:
-        """Both walks fetch every state, whatever ``trades_state`` says: the cursor must see the open
-        trades to refresh them later (a ``closed`` table gets them once they close). The filter
-        applies to the rows written."""
-        walk = KeysetCollection("trades", "/trades", decode_list_page, page_size, walkers=walkers)
-        refresh = IdBatches("trades", "/trades", decode_list_page)
-
-        def written(table: pa.Table, page: Page) -> pa.Table:
-            return written_rows(table, state, page.context.get("after"))
-
-        return Stream("trades", TRADE, IncrementalCollection(walk, refresh), {"trades": written},
-                      incremental=cursor_key("trades", state))
+        text = ": ".join(parts) if parts else _describe(response)
+        if isinstance(body.errors, dict):
+            details = "; ".join(f"{field}: {' '.join(map(str, texts)) if isinstance(texts, list) else texts}"
+                                for field, texts in body.errors.items())
+            text += f" ({details})" if details else ""
+        return text
