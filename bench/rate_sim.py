@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from exporter.sandbox._sim_base import serve
+from exporter.sandbox.base import serve
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

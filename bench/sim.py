@@ -22,42 +22,51 @@ import asyncio
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import msgspec
 from aiohttp import web
 
-from exporter.sandbox._sim_base import serve
-from exporter.sandbox.tradesync import TradesyncSimConfig, TradesyncSimulator, _Query
+from exporter.sandbox.base import serve
+from exporter.sandbox.tradesync import ListQuery, TradesyncSimConfig, TradesyncSimulator
+
+
+class _Meta(msgspec.Struct):
+    last_id: int | None
 
 
 class _Envelope(msgspec.Struct):
+    meta: _Meta
     data: list[msgspec.Raw]
 
 
-class WarmSimulator(TradesyncSimulator):
-    """A Tradesync simulator whose account pages are slices of pre-rendered rows."""
+class PreRenderedAccounts:
+    """Account pages joined from every account's JSON text, rendered once at the simulator's clock.
 
-    def __init__(self, config: TradesyncSimConfig) -> None:
-        super().__init__(config, page_cache_bytes=0)  # nothing to cache: every page is a cheap join
-        self._clock_rendered = self._clock
-        self._row_ids: list[int] = []
-        self._row_json: list[bytes] = []
+    Plugged into the simulator as its ``account_pages`` source: it answers unfiltered pages at the
+    clock it rendered, and leaves everything else (None) to the simulator.
+    """
+
+    def __init__(self, simulator: TradesyncSimulator) -> None:
+        self.clock = simulator.clock
+        self._ids: list[int] = []
+        self._rows: list[bytes] = []
         decoder = msgspec.json.Decoder(_Envelope)
         last_id: int | None = None
         while True:
-            body, last_id = super()._render_accounts_page(_Query("asc", 1000, last_id), self._clock)
-            rows = [bytes(raw) for raw in decoder.decode(body).data]
-            self._row_json.extend(rows)
+            page = decoder.decode(simulator.render_accounts_page(ListQuery("asc", 1000, last_id)))
+            rows = [bytes(raw) for raw in page.data]
+            self._rows.extend(rows)
+            last_id = page.meta.last_id
             if last_id is None or not rows:
                 break
-        self._row_ids = self.account_ids().tolist()
-        assert len(self._row_ids) == len(self._row_json), "one JSON row per account"
-        self._self_check()
+        self._ids = simulator.account_ids().tolist()
+        assert len(self._ids) == len(self._rows), "one JSON row per account"
 
-    def _render_accounts_page(self, q: _Query, clock: int) -> tuple[bytes, int | None]:
-        if q.filters or clock != self._clock_rendered:
-            return super()._render_accounts_page(q, clock)
-        ids, rows = self._row_ids, self._row_json
+    def __call__(self, q: ListQuery, clock: datetime) -> bytes | None:
+        if q.filters or clock != self.clock:
+            return None
+        ids, rows = self._ids, self._rows
         if q.order == "asc":
             start = 0 if q.last_id is None else bisect_right(ids, q.last_id)
             stop = min(start + q.limit, len(ids))
@@ -67,20 +76,29 @@ class WarmSimulator(TradesyncSimulator):
             start = max(stop - q.limit, 0)
             page, last_id = rows[start:stop][::-1], ids[start] if stop > start else None
         meta = msgspec.json.encode({"count": len(page), "limit": q.limit, "order": q.order, "last_id": last_id})
-        body = b'{"result":"success","status":200,"meta":' + meta + b',"data":[' + b",".join(page) + b"]}"
-        return body, last_id
+        return b'{"result":"success","status":200,"meta":' + meta + b',"data":[' + b",".join(page) + b"]}"
 
-    def _self_check(self) -> None:
+    def self_check(self, simulator: TradesyncSimulator) -> None:
         """Fail loudly if a joined page ever differs from the simulator's own rendering."""
-        ids = self._row_ids
+        ids = self._ids
         probes = [None, ids[0] - 1, ids[len(ids) // 2], ids[-1], ids[-1] + 10] if ids else [None]
         for order in ("asc", "desc"):
             for limit in (1, 7, 1000):
                 for last_id in probes:
-                    q = _Query(order, limit, last_id)
-                    mine = self._render_accounts_page(q, self._clock)
-                    theirs = TradesyncSimulator._render_accounts_page(self, q, self._clock)
-                    assert mine == theirs, f"pre-rendered page differs for {q}"
+                    q = ListQuery(order, limit, last_id)
+                    assert self(q, self.clock) == simulator.render_accounts_page(q, self.clock), (
+                        f"pre-rendered page differs for {q}")
+
+
+class WarmSimulator(TradesyncSimulator):
+    """A Tradesync simulator whose account pages are slices of pre-rendered rows, and whose latency
+    ``POST /_bench/latency?ms=N`` changes."""
+
+    def __init__(self, config: TradesyncSimConfig) -> None:
+        super().__init__(config, page_cache_bytes=0)  # nothing to cache: every page is a cheap join
+        pages = PreRenderedAccounts(self)
+        pages.self_check(self)
+        self.account_pages = pages
 
     def make_app(self) -> web.Application:
         app = super().make_app()

@@ -460,7 +460,7 @@ def sandbox_tradesync(
     error_rate: float, faults: str, rps: float, retry_after: bool, warm: bool, start: str,
 ) -> None:
     """The Tradesync API simulator (key sim-key, secret sim-secret)."""
-    from .sandbox._sim_base import serve
+    from .sandbox.base import serve
     from .sandbox.tradesync import TradesyncSimConfig, TradesyncSimulator
 
     config = TradesyncSimConfig(
