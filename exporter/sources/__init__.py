@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from ..estimate import Coverage
 from ..http import Auth, ClientSettings, ErrorReader, HttpClient, Response, RetryPolicy
 from ..jobs import Option, SourceSpec
 from ..schema import RecordSchema
@@ -23,7 +24,9 @@ Projection = Callable[[pa.Table, Page], pa.Table]
 
 
 class Walk(Protocol):
-    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None: ...
+    async def run(
+        self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
+    ) -> None: ...
 
 
 @dataclass
