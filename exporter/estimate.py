@@ -26,21 +26,20 @@ class Coverage:
     planned: bool = False  # the walk knows what it will walk (a known total may still be None)
     estimated: bool = False  # a share of an id span, not a count
     unit: str = ""  # what ``done`` counts, worth showing as "5/13 lists"; "" for id spans
-    parts: tuple[Coverage, ...] = ()  # a walk made of several (new ids + refreshed ids)
+    # parts walked side by side (new ids and refreshed ids): the walk ends with the slower one
+    parts: tuple[Coverage, ...] = ()
 
     def read(self) -> Reading:
         if not self.parts:
             return Reading(self.done, self.total, self.planned, self.estimated, self.unit)
         readings = [part.read() for part in self.parts]
-        totals = [r.total for r in readings]
-        units = {r.unit for r in readings}
-        return Reading(
-            done=sum(r.done for r in readings),
-            total=None if any(t is None for t in totals) else sum(t for t in totals if t is not None),
-            planned=all(r.planned for r in readings),
-            estimated=any(r.estimated for r in readings),
-            unit=units.pop() if len(units) == 1 else "",
-        )
+        planned = all(r.planned for r in readings)
+        estimated = any(r.estimated for r in readings)
+        if any(r.total is None for r in readings):
+            return Reading(0.0, None, planned, estimated, "")
+        # the share of the part least far along: its units (ids of a span, ids asked for) cannot be
+        # added to the other's, and since the parts run at once, it is the one that decides the end
+        return Reading(min(_share(r) for r in readings), 1.0, planned, estimated, "")
 
 
 class Reading(NamedTuple):
@@ -49,6 +48,11 @@ class Reading(NamedTuple):
     planned: bool
     estimated: bool
     unit: str
+
+
+def _share(reading: Reading) -> float:
+    total = reading.total
+    return 1.0 if not total or total <= 0 else min(1.0, max(0.0, reading.done / total))
 
 
 def id_span_covered(state: Mapping[str, Any]) -> tuple[int, int]:
@@ -92,7 +96,7 @@ class Estimate:
     def observe(self, now: float, reading: Reading, rows: int) -> None:
         self.reading, self.rows = reading, rows
         if reading.total is not None:
-            share = 1.0 if reading.total <= 0 else min(1.0, max(0.0, reading.done / reading.total))
+            share = _share(reading)
             self.share = share if self.share is None else max(self.share, share)
         samples = self._samples
         if reading.planned and self._base is None:

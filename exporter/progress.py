@@ -292,7 +292,8 @@ class Reporter:
             waiting = wait[0] - now
         left = 0.0 if finished else estimate.seconds_left(now)
         if left is not None and waiting is not None:
-            left += waiting  # nothing moves until the wait is over
+            # nothing moves until the wait is over; past waits are in the measured rate already
+            left = max(left, waiting)
         return Status(
             stream=key,
             records=stream.rows,

@@ -246,8 +246,7 @@ class IncrementalCollection:
     async def run(
         self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
     ) -> None:
-        # both parts count ids (new ones in the probed span, old ones asked for by id): one share
-        new, refresh = Coverage(), Coverage()
+        new, refresh = Coverage(), Coverage()  # shown as the share of the part least far along
         if coverage is not None:
             coverage.parts = (new, refresh)
         # every page carries the previous cursor's last_id: a projection tells refreshed rows

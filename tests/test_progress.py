@@ -209,6 +209,32 @@ def test_ids_created_during_the_run_neither_push_past_100_nor_move_it_back() -> 
     assert final.done == final.total
 
 
+def test_an_incremental_walk_shows_the_share_of_its_slower_part() -> None:
+    from exporter.walk import IdBatches, IncrementalCollection
+
+    with tradesync_simulator(accounts=300, trades_per_account=20, rate_limit_rps=0) as (url, sim):
+        trades = list(sim.expected_trades())
+        after = trades[len(trades) // 2]["id"]  # the previous run's highest id: half the trades are new
+        reopened = [t["id"] for t in trades[: len(trades) // 2]][::4]  # and these were open then
+        walk = IncrementalCollection(
+            KeysetCollection("trades", "/trades", decode_list_page, 200, walkers=4),
+            IdBatches("trades", "/trades", decode_list_page, batch=100),
+        )
+        state = {"new": {"after": after}, "refresh": {"ids": reopened}}
+        trace, final, coverage = walk_and_trace(url, walk, state)
+    new = sum(1 for t in trades if t["id"] > after)
+    assert trace[-1][1] == new + len(reopened)
+    # the new ids (a span of sparse ids) and the ids asked for again (a count) walk side by side:
+    # the share shown is the smaller one, which ends the walk; never backwards, never over 100%
+    shares = [r.done / r.total for r, _ in trace if r.total]
+    assert len(shares) == len(trace) and shares == sorted(shares) and max(shares) <= 1.0
+    assert shares[0] < 0.5
+    new_part, refresh_part = (part.read() for part in coverage.parts)
+    assert refresh_part.unit == "ids" and refresh_part.total == len(reopened) == refresh_part.done
+    assert new_part.estimated and new_part.done == new_part.total
+    assert final == Reading(1.0, 1.0, True, True, "")
+
+
 # --------------------------------------------------------------------------- fan-outs and windows
 
 
@@ -400,8 +426,8 @@ def test_status_lines_carry_percent_records_rate_and_time_left() -> None:
     assert operations.percent == 38.4 and operations.units_text == "5/13 lists"
     reporter.waiting("tradesync", 12.0, "rate limited")
     accounts = reporter.statuses()[0]
-    # a second without progress since: 15,000 ids left at 12,000 ids in 5 s, after the wait
-    assert accounts.status_text == "0:00:19 left, waiting 12 s: rate limited"
+    # 15,000 ids left at 12,000 ids in 5 s is 7 s, but not before the wait is over
+    assert accounts.status_text == "0:00:12 left, waiting 12 s: rate limited"
     assert accounts.fields()["waiting_seconds"] == 12.0 and accounts.fields()["percent"] == 50.0
     reporter.finish("tradesync/accounts")
     done = reporter.statuses()[0]
