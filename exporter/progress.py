@@ -192,7 +192,8 @@ class _View:
 
 
 class _Stream:
-    __slots__ = ("coverage", "earlier", "estimate", "finished_at", "logged_finish", "pages", "rows", "started")
+    __slots__ = ("coverage", "earlier", "estimate", "finished_at", "logged_finish", "logged_rows", "pages", "rows",
+                 "started")
 
     def __init__(self, now: float, rows: int, finished: bool) -> None:
         self.rows = rows
@@ -203,6 +204,7 @@ class _Stream:
         self.finished_at: float | None = now if finished else None
         self.earlier = finished
         self.logged_finish = False
+        self.logged_rows = rows
 
 
 class Reporter:
@@ -327,12 +329,16 @@ class Reporter:
             last_log = now
             self._log(statuses)
 
+    def _moved(self, status: Status) -> bool:
+        stream = self.streams[status.stream]
+        return status.records != stream.logged_rows or (status.finished and not stream.logged_finish)
+
     def _log(self, statuses: list[Status]) -> None:
         for status in statuses:
             stream = self.streams[status.stream]
             if status.finished and stream.logged_finish:
                 continue  # a finished stream is reported once
-            stream.logged_finish = status.finished
+            stream.logged_finish, stream.logged_rows = status.finished, status.records
             log.info(status.line(), extra={"fields": status.fields()})
 
     def close(self) -> None:
@@ -340,8 +346,9 @@ class Reporter:
         if self._ticker is not None and self._ticker is not threading.current_thread():
             self._ticker.join()
             self._ticker = None
-            # the log ends with where each stream got to (finished streams once)
-            self._log(self.statuses())
+            # the log ends with where each stream got to, if it got anywhere since its last line (a
+            # run that fails at its first request ends with its one error line)
+            self._log([s for s in self.statuses() if self._moved(s)])
         if self._live is not None:
             self._live.stop()
             self._live = None
