@@ -1,10 +1,11 @@
 """Benchmark: request rates of the exporter, fan-out concurrency and adaptive rate limiting.
 
-    python bench/rates.py            # full: 6 fan-out runs, 4 adaptive-rate runs (~4 min on 2 cores)
-    python bench/rates.py --quick    # 2 fan-out runs, 3 short adaptive-rate runs (~35 s)
+    python bench/rates.py            # full: 6 fan-out, 4 adaptive-rate, 2 TraderEvolution runs (~7 min)
+    python bench/rates.py --quick    # 2 fan-out runs, 3 short adaptive-rate runs, 2 short TE runs (~1.5 min)
     python bench/rates.py --only fanout --results /tmp/rates --keep-events
+    python bench/rates.py --only te  # TraderEvolution's probing only, into rates-te.json / rates-te.md
 
-Two measurements, each against the project's own simulator in a separate process
+Three measurements, each against the project's own simulator in a separate process
 (``bench/rate_sim.py``, which records every API request's arrival, end, status, Retry-After,
 client port and query string):
 
@@ -26,6 +27,14 @@ client port and query string):
    sent while the exporter had been told to wait (target: none). The exporter runs under
    ``bench/pacer_trace.py`` (the unchanged CLI, with the pacer's rate changes and pauses logged).
    A run still going after 1.5 x its ideal duration (+5 s) is stopped (SIGTERM) and marked capped.
+3. **TraderEvolution, rate unknown** (per-collection token bucket of R requests/s, burst R, and a
+   token blocked for 3 s after 5 violations within 60 s): ``exporter run`` of ``accounts``,
+   ``balances``, ``equity`` and ``account_operations`` (one ``/accountOperations`` request per
+   account, accounts sized for ~70 s at R), ``concurrency = 4``, ``rps = 0``, latency 20 ms, for
+   R = 10 and R = 3. From the request log: successful ``/accountOperations`` responses/s in the
+   second half of that fan-out / R (target >= 0.80), 429 answers / all requests (target <= 2%), and
+   the simulator's count of blocked tokens (target <= 1); beside them the rate the exporter
+   reports as settled in the manifest (``requests.settled_rps``) and its pacer's 429s and probes.
 
 Results: ``bench/results/rates.json`` and ``rates.md``; the markdown is also printed. Exit code 1
 if an exporter run failed (non-zero exit, or wrong rows in a run that was not capped); missed
@@ -38,6 +47,7 @@ import argparse
 import bisect
 import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -80,6 +90,20 @@ until = "{until}"
 operations_window_days = {window_days}
 """
 
+TE_RATE_JOB = """name = "rates-te"
+[sources.traderevolution]
+datasets = ["accounts", "balances", "equity", "account_operations"]
+concurrency = {concurrency}
+rps = 0
+page_size = 1000
+since = "{since}"
+until = "{until}"
+operations_window_days = {window_days}
+block_wait_seconds = 12
+"""
+TE_SETTLED_TARGET = 0.80
+TE_BLOCKS_TARGET = 1
+
 TS_JOB = """name = "rates-adaptive"
 [sources.tradesync]
 datasets = ["accounts"]
@@ -105,6 +129,11 @@ class Plan:
     cap_factor: float  # a run is stopped after cap_factor x ideal duration + cap_extra_s
     cap_extra_s: float
     variants: tuple[tuple[str, float, bool], ...]  # (name, rps configured, Retry-After header)
+    te_rates: tuple[float, ...] = (10.0, 3.0)  # R per collection
+    te_seconds: float = 70.0  # /accountOperations requests = R x this
+    te_latency_ms: float = 20.0
+    te_concurrency: int = 4
+    te_blocking: tuple[int, float] = (5, 3.0)  # violations within 60 s, block seconds
 
 
 def plan_for(quick: bool) -> Plan:
@@ -115,7 +144,8 @@ def plan_for(quick: bool) -> Plan:
         ("rps unset, Retry-After", 0.0, True),
     ]
     if quick:
-        return Plan((8, 32), (20.0,), 2.0, 300, 1000, r, 5, 12_500, 50, 8, 10.0, 1.25, 3.0, tuple(variants))
+        return Plan((8, 32), (20.0,), 2.0, 300, 1000, r, 5, 12_500, 50, 8, 10.0, 1.25, 3.0, tuple(variants),
+                    te_seconds=30.0)
     variants.append((f"rps = {2 * r:g} (2R), Retry-After", 2 * r, True))
     # 80,000 accounts in pages of 50: 1,602 requests, 32 s at R = 50/s
     return Plan((8, 16, 32), (20.0, 50.0), 6.0, 700, 2500, r, 5, 80_000, 50, 8, 10.0, 1.5, 5.0, tuple(variants))
@@ -652,6 +682,122 @@ def adaptive(plan: Plan, work: Path, log: Path, keep_dir: Path | None) -> list[d
     return results
 
 
+def te_probing(plan: Plan, work: Path, log: Path, keep_dir: Path | None) -> list[dict[str, Any]]:
+    results = []
+    until = SIM_START
+    since = until - timedelta(days=TE_HISTORY_DAYS)
+    threshold, block_s = plan.te_blocking
+    for rate in plan.te_rates:
+        users = max(10, round(rate * plan.te_seconds / 2))  # ~2 accounts per user
+        config = {"users": users, "positions_per_account": 3, "latency_ms": plan.te_latency_ms,
+                  "rate_limit_rps": rate, "blocking_threshold": threshold, "blocking_duration_s": block_s}
+        ideal_s = 2 * users / rate
+        cap = 3 * ideal_s + 30
+        print(f"== TraderEvolution, rps = 0: limit R={rate:g}/s per collection (burst {math.ceil(rate)}), block "
+              f"{block_s:g}s after {threshold} violations, {users:,} users (~{ideal_s:.0f}s at R, capped at "
+              f"{cap:.0f}s)", flush=True)
+        with SimProcess("traderevolution", config, log) as sim:
+            slug = f"te-r{rate:g}"
+            out, job, trace_path = work / slug, work / f"{slug}.toml", work / f"{slug}.jsonl"
+            job.write_text(TE_RATE_JOB.format(concurrency=plan.te_concurrency, since=since.isoformat(),
+                                              until=until.isoformat(), window_days=TE_HISTORY_DAYS + 30))
+            env = {**os.environ, "TRADEREVOLUTION_BASE_URL": sim.root + "/proftrading/rest",
+                   "TRADEREVOLUTION_LOGIN": "sim-user", "TRADEREVOLUTION_PASSWORD": "sim-pass"}
+            sim.fresh()
+            cmd = [sys.executable, str(BENCH / "pacer_trace.py"), str(trace_path), "run", str(job),
+                   "--output", str(out)]
+            run = run_exporter(cmd, env, work, cap_s=cap)
+            state = sim.get("/_sim/state")
+            events = sim.get("/_bench/events")["events"]
+            trace = [json.loads(line) for line in trace_path.read_text().splitlines()] if trace_path.exists() else []
+            keep(keep_dir, slug, events, trace)
+            reported = te_manifest_requests(out)
+            shutil.rmtree(out, ignore_errors=True)
+        fig = te_figures(events, rate, trace, state, reported)
+        problem = ""
+        if run["exit_code"] != 0 and not run["capped"]:
+            problem = f"exit {run['exit_code']}: {run['stderr_tail']}"
+        elif not run["capped"] and fig.get("ops_ok", 0) < state["counts"]["accounts"]:
+            problem = f"{fig.get('ops_ok', 0)} operations requests succeeded for {state['counts']['accounts']} accounts"
+        result = {"rate_limit": rate, "burst": math.ceil(rate), "blocking_threshold": threshold,
+                  "blocking_duration_s": block_s, "users": users, "accounts": state["counts"]["accounts"],
+                  "latency_ms": plan.te_latency_ms, "concurrency": plan.te_concurrency, **fig,
+                  "exporter_wall_s": round(run["wall_s"], 2), "capped": run["capped"], "cap_s": round(cap, 1),
+                  "valid": not problem, "problem": problem}
+        print(f"   R={rate:g}: {fig.get('ops_s', 0):.1f}s of operations, settled {fig.get('settled_rps', 0):.2f}/s = "
+              f"{fig.get('settled_ratio', 0):.2f} R; 429s {fig.get('share_429', 0):.2%} of {fig.get('requests', 0):,}; "
+              f"blocks {fig.get('blocks', 0)}; exporter says {fig.get('reported_rps')}/s"
+              + ("  (capped)" if run["capped"] else "") + (f"  INVALID: {problem}" if problem else ""), flush=True)
+        results.append(result)
+    return results
+
+
+def te_manifest_requests(out: Path) -> dict[str, Any]:
+    """The ``requests`` section of the run's manifest (one per dataset, all alike): {} if none."""
+    for manifest in sorted(out.glob("traderevolution/*/snapshot_date=*/_manifest.json")):
+        return json.loads(manifest.read_text()).get("requests", {})
+    return {}
+
+
+def te_figures(events: list[Event], rate: float, trace: list[dict[str, Any]], state: dict[str, Any],
+               reported: dict[str, Any]) -> dict[str, Any]:
+    ops = sorted((e for e in events if e[2] == "accountOperations"), key=lambda e: e[0])
+    if not ops:
+        return {"requests": len(events)}
+    t0, t1 = ops[0][0], max(e[1] for e in ops)
+    span = max(t1 - t0, 1e-9)
+    mid = t0 + span / 2
+    ok2 = sum(1 for e in ops if e[1] >= mid and e[3] == 200)
+    settled = ok2 / (t1 - mid)
+    throttled = [e for e in events if e[3] == 429]
+    seconds = int(span) + 1
+    ok_per_s = [0] * seconds
+    for e in ops:
+        if e[3] == 200:
+            ok_per_s[min(int(e[1] - t0), seconds - 1)] += 1
+    first_429 = next((e[0] - t0 for e in ops if e[3] == 429), None)
+    # the busiest pacer is the operations one (the trace does not name collections)
+    counts: dict[int, int] = {}
+    for x in trace:
+        counts[x.get("pacer", 0)] = counts.get(x.get("pacer", 0), 0) + 1
+    busiest = max(counts, key=counts.__getitem__) if counts else None
+    mine = [x for x in trace if x.get("pacer") == busiest]
+    throttles = [x for x in mine if x["ev"] == "throttled"]
+    late = [x["rate"] for x in mine if x["ev"] == "rate" and x["t"] >= mid and x["rate"] is not None]
+    return {
+        "requests": len(events),
+        "by_collection": _count(e[2] for e in events),
+        "statuses": _count(e[3] for e in events),
+        "ops_requests": len(ops),
+        "ops_ok": sum(1 for e in ops if e[3] == 200),
+        "ops_s": round(span, 2),
+        "settled_rps": round(settled, 2),
+        "settled_ratio": round(settled / rate, 3),
+        "settled_target": TE_SETTLED_TARGET,
+        "settled_met": settled / rate >= TE_SETTLED_TARGET,
+        "share_429": round(len(throttled) / len(events), 4),
+        "throttled_429": len(throttled),
+        "throttled_by_collection": _count(e[2] for e in throttled),
+        "throttled_target": THROTTLED_TARGET,
+        "throttled_met": len(throttled) / len(events) <= THROTTLED_TARGET,
+        "blocks": state.get("blocks_total"),
+        "blocks_target": TE_BLOCKS_TARGET,
+        "blocks_met": (state.get("blocks_total") or 0) <= TE_BLOCKS_TARGET,
+        "first_ops_429_s": round(first_429, 2) if first_429 is not None else None,
+        "reported_rps": reported.get("settled_rps", {}).get("accountOperations"),
+        "reported_settled_rps": reported.get("settled_rps"),
+        "reported_limit_met": reported.get("rps_limit_met"),
+        "exporter_token_blocks": reported.get("token_blocks"),
+        "pacer_429s": len(throttles),
+        "pacer_cuts": sum(1 for x in throttles if x["before"] != x["after"]),
+        "pacer_refused_probes": sum(1 for x in throttles if x.get("blocked")),
+        "pacer_rate_second_half": {"min": round(min(late), 2), "max": round(max(late), 2)} if late else None,
+        "pacer_rate_series": [[round(x["t"] - t0, 2), round(x["rate"], 2)] for x in mine
+                              if x["ev"] == "rate" and x["rate"] is not None][::4],
+        "ok_per_second": ok_per_s,
+    }
+
+
 def keep(folder: Path | None, name: str, events: list[Event], trace: list[dict[str, Any]]) -> None:
     if folder is not None:
         (folder / f"{name}.json").write_text(json.dumps({"events": events, "pacer_trace": trace}))
@@ -774,14 +920,50 @@ def markdown(report: dict[str, Any]) -> str:
             series = " ".join(str(n) for n in r.get("ok_per_second", [])[:60])
             lines.append(f"- {r['variant']}: {series}")
         lines.append("")
+    lines += te_markdown(report.get("te") or [])
     return "\n".join(lines)
+
+
+def te_markdown(runs: list[dict[str, Any]]) -> list[str]:
+    if not runs:
+        return []
+    r0 = runs[0]
+    lines = [
+        f"### TraderEvolution, `rps = 0`: limit R per collection (burst R), token blocked "
+        f"{r0['blocking_duration_s']:g} s after {r0['blocking_threshold']} violations in 60 s; accounts, balances, "
+        "equity, account_operations, "
+        f"concurrency {r0['concurrency']}, {r0['latency_ms']:g} ms latency",
+        "",
+        "Settled = 200 responses of `/accountOperations` per second in the second half of its fan-out. 429 share = "
+        "429 answers / all requests of the run. Blocks = tokens the simulator blocked. Reported = "
+        "`requests.settled_rps.accountOperations` in the manifest (what to configure as `rps`).",
+        "",
+        "| R | accounts | requests | ops s | settled 200/s | settled / R (>= 0.80) | 429s | 429 share (<= 2%) "
+        "| blocks (<= 1) | first 429 at s | reported rps | pacer 429s / cuts / refused probes | complete |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|:---:|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['rate_limit']:g} | {r['accounts']:,} | {r.get('requests', 0):,} | {r.get('ops_s', 0):.1f} "
+            f"| {r.get('settled_rps', 0):.2f} | **{r.get('settled_ratio', 0):.2f}** {yes(r.get('settled_met', False))} "
+            f"| {r.get('throttled_429', 0)} | **{r.get('share_429', 0):.2%}** {yes(r.get('throttled_met', False))} "
+            f"| **{r.get('blocks')}** {yes(r.get('blocks_met', False))} | {r.get('first_ops_429_s')} "
+            f"| {r.get('reported_rps')} | {r.get('pacer_429s')} / {r.get('pacer_cuts')} / "
+            f"{r.get('pacer_refused_probes')} | {'capped' if r['capped'] else yes(r['valid'])} |"
+        )
+    lines += ["", "`/accountOperations` 200 responses per second:", ""]
+    for r in runs:
+        lines.append(f"- R = {r['rate_limit']:g}: " + " ".join(str(n) for n in r.get("ok_per_second", [])))
+    lines.append("")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="exporter request rates: fan-out and adaptive rate limiting")
     parser.add_argument("--quick", action="store_true", help="a short version (~40 s)")
-    parser.add_argument("--only", choices=("fanout", "adaptive"), help="run one of the two measurements")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for rates.json and rates.md")
+    parser.add_argument("--only", choices=("fanout", "adaptive", "te"), help="run one of the three measurements")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder for rates.json and rates.md (rates-te.* with --only te)")
     parser.add_argument("--keep-events", action="store_true",
                         help="also write each run's request log and pacer trace to RESULTS/rates-events/")
     args = parser.parse_args()
@@ -789,7 +971,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so simulators are stopped
     results_dir: Path = args.results
     results_dir.mkdir(parents=True, exist_ok=True)
-    log = results_dir / "rates-simulator.log"
+    stem = "rates-te" if args.only == "te" else "rates"
+    log = results_dir / f"{stem}-simulator.log"
     log.write_text("")
     keep_dir = results_dir / "rates-events" if args.keep_events else None
     if keep_dir is not None:
@@ -803,6 +986,8 @@ def main() -> None:
             report["fanout"] = fanout(plan, work, log, keep_dir)
         if args.only in (None, "adaptive"):
             report["adaptive"] = adaptive(plan, work, log, keep_dir)
+        if args.only in (None, "te"):
+            report["te"] = te_probing(plan, work, log, keep_dir)
     report = {
         "meta": {
             "started": started.isoformat(),
@@ -818,8 +1003,8 @@ def main() -> None:
         },
         **report,
     }
-    publish(results_dir, "rates", report, markdown(report))
-    runs = report.get("fanout", []) + report.get("adaptive", [])
+    publish(results_dir, stem, report, markdown(report))
+    runs = report.get("fanout", []) + report.get("adaptive", []) + report.get("te", [])
     if not all(r["valid"] for r in runs):
         sys.exit(1)
 

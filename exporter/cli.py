@@ -20,6 +20,7 @@ import click
 
 from . import __version__
 from .errors import ExporterError, JobFileError
+from .http import settled_summary
 from .jobs import JobSpec, load_job, parse_job
 from .metrics import RunOutcome, write_metrics
 from .progress import Reporter
@@ -117,6 +118,8 @@ def main() -> None:
 @click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight at most, per source.")
 @click.option("--rps", type=click.FloatRange(min=0), help="Requests per second per source (0 = no limit).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format on stderr.")
+@click.option("--format", "output_format", type=click.Choice(["parquet", "delta", "iceberg"]),
+              help="Parquet folders (default), or one Delta Lake / Apache Iceberg table per dataset.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run (fail if none).")
 @click.option("--fresh", is_flag=True, help="Discard any interrupted run and start over.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
@@ -133,6 +136,7 @@ def run(
     concurrency: int | None,
     rps: float | None,
     log_format: str | None,
+    output_format: str | None,
     resume: bool,
     fresh: bool,
     verbose: bool,
@@ -147,7 +151,7 @@ def run(
              "--fresh discards it", 2)
     try:
         job = load_job(job_file, registry()).with_overrides(
-            datasets=datasets, concurrency=concurrency, rps=rps, log_format=log_format
+            datasets=datasets, concurrency=concurrency, rps=rps, log_format=log_format, output_format=output_format
         )
     except JobFileError as exc:
         fail(str(exc), exc.exit_code)
@@ -244,6 +248,9 @@ def print_summary(result: RunResult) -> None:
             extra.append(f"{d.rejected_rows} rejected")
         if d.unknown_fields:
             extra.append("new fields: " + ", ".join(sorted(d.unknown_fields)))
+        if d.table:
+            extra.append(f"{d.table['format']} " + (f"version {d.table['version']}" if "version" in d.table
+                                                     else f"snapshot {d.table['snapshot_id']}"))
         note = f"  ({'; '.join(extra)})" if extra else ""
         lines.append(
             f"  {d.source + '/' + d.dataset:<{width}} {d.rows:>12,} rows {len(d.files):>4} files "
@@ -253,6 +260,8 @@ def print_summary(result: RunResult) -> None:
         lines.append(
             f"  {source}: {stats['requests']:,} requests, {stats['retries']:,} retries, {stats['http_429']:,} x 429"
         )
+        if settled := settled_summary(stats):
+            lines.append(f"    {settled}")
     click.echo("\n".join(lines))
 
 
@@ -269,7 +278,7 @@ def demo_job(accounts: int) -> JobSpec:
             },
             "traderevolution": {
                 "concurrency": 8,
-                "rps": 0,
+                "rps": 10_000,  # an unlimited simulator: rps = 0 would probe up from 1.6/s
                 "sandbox": {"users": max(1, accounts // 40), "positions_per_account": 20, "rate_limit_rps": 0},
             },
         },

@@ -21,6 +21,9 @@ Backends differ only in *apply*:
 * object storage: part files are multipart uploads pending at their final keys since the walk;
   apply completes them, then writes each ``_manifest.json`` (one PUT: manifest readers switch
   from the old snapshot to the new one at once), then deletes what the new manifest does not list.
+* Delta or Iceberg tables (either storage): the files are put at their final keys, then each
+  dataset's table gets one commit, recorded in the commit record as it lands
+  (:mod:`exporter.tables`).
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checkpoint import FILE_NAME
 from .errors import CommitError
 from .storage import STAGING, Storage, basename, join
+
+if TYPE_CHECKING:
+    from .tables import TableBackend
 
 log = logging.getLogger("exporter.commit")
 
@@ -55,6 +61,7 @@ class PartitionPlan:
     rejects: list[str] = field(default_factory=list)  # rejects segments (keys under _staging/)
     documents: dict[str, Any] = field(default_factory=dict)  # _cursor.json, _manifest.json
     rejects_upload: dict[str, Any] | None = None  # object storage: the pending _rejects.jsonl
+    table: dict[str, Any] | None = None  # table output: the dataset's table (exporter.tables.table_spec)
 
     def files(self) -> set[str]:
         names = {p["name"] for p in self.parts} | set(self.documents)
@@ -64,8 +71,9 @@ class PartitionPlan:
 class Committer:
     """The commit protocol for one job's output on one storage."""
 
-    def __init__(self, storage: Storage, job: str) -> None:
+    def __init__(self, storage: Storage, job: str, tables: TableBackend | None = None) -> None:
         self.storage = storage
+        self.tables = tables
         self.root = join(STAGING, job)
         self.journal_key = join(self.root, JOURNAL)
         self.checkpoint_key = join(self.root, FILE_NAME)
@@ -80,8 +88,9 @@ class Committer:
         return target if self.in_place else join(self.run_prefix(run_id), target)
 
     def part_tag(self, run_id: str) -> str:
-        """Object storage: part names carry the run, so a rerun never overwrites a listed file."""
-        return run_id if self.in_place else ""
+        """Object storage and tables: part names carry the run, so a rerun never overwrites a listed
+        file (nor one an older table version lists)."""
+        return run_id if self.in_place or self.tables is not None else ""
 
     def spool_partition(self, run_id: str, target: str) -> str:
         """Where part files holding staged drift columns wait until their types are settled."""
@@ -96,9 +105,11 @@ class Committer:
                before_visible: Callable[[], None] = lambda: None) -> None:
         for plan in plans:
             self._prepare(plan)
+        if self.tables is not None:
+            self.tables.validate_all(plans)  # a conflicting table fails the run before any table commit
         before_visible()  # the lease is renewed (and checked) right before the first visible change
         journal = {"version": VERSION, "run_id": run_id, "partitions": [asdict(p) for p in plans],
-                   "summary": summary}
+                   "summary": summary, "format": self.tables.format if self.tables is not None else "parquet"}
         self.storage.write_atomic(self.journal_key, json.dumps(journal, default=str).encode())
         self._apply(journal)
         self._cleanup(run_id)
@@ -145,12 +156,19 @@ class Committer:
                 upload.write(data)
             state = upload.finish()
             plan.rejects_upload = state if self.in_place else None
-        if not self.in_place:
+        if not self.in_place and plan.table is None:  # tables: written once they are committed
             for name in (CURSOR, MANIFEST):  # the manifest last: it marks the partition complete
                 if name in plan.documents:
                     self.storage.write_atomic(join(plan.staged, name), _encode(plan.documents[name]))
 
     def _apply(self, journal: dict[str, Any]) -> None:
+        output_format = journal.get("format", "parquet")
+        if output_format != "parquet":
+            if self.tables is None or self.tables.format != output_format:
+                raise CommitError(f"the interrupted run {journal['run_id']} publishes {output_format} tables: rerun "
+                                  f"with format = \"{output_format}\" to complete its commit")
+            self.tables.apply(self, journal)
+            return
         plans = [PartitionPlan(**p) for p in journal["partitions"]]
         if self.in_place:
             self._apply_in_place(journal["run_id"], plans)

@@ -108,6 +108,10 @@ class CommitError(ExporterError):
     """The commit record and what the staging area holds disagree: nothing more is published."""
 
 
+class TableError(ExporterError):
+    """A Delta or Iceberg table refused the run: catalog out of reach, a conflicting schema, a lost commit."""
+
+
 class LeaseHeld(ExporterError):
     """Another run of the same job holds the output's lease; this run touched nothing."""
 

@@ -2,7 +2,8 @@
 
 Every request of a source goes through :meth:`HttpClient.request`, which
 - holds one of ``concurrency`` slots while the request is on the wire (the in-flight bound),
-- waits for a pacing slot shared by all tasks of the source (:class:`~exporter.ratelimit.Pacer`),
+- waits for a pacing slot shared by all tasks of the source (:class:`~exporter.ratelimit.Pacer`,
+  or :class:`~exporter.probing.ProbingPacer` for an API that blocks a token after violations),
 - retries 429/500/502/503/504, timeouts, dropped connections and undecodable bodies with
   exponential backoff and full jitter, honouring ``Retry-After`` (seconds or an HTTP date),
 - fails at once on 401/403 (after the auth plug-in had its one chance to log in again),
@@ -29,7 +30,8 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 
 from .errors import AuthError, DataError, HTTPError, RetriesExhausted
-from .ratelimit import Pacer
+from .probing import ProbingPacer
+from .ratelimit import Pacer, Ticket
 
 log = logging.getLogger("exporter.http")
 
@@ -63,6 +65,8 @@ class RequestStats:
     errors: Counter = field(default_factory=Counter)
     bytes: int = 0
     logins: int = 0
+    blocks: int = 0  # refused probes: a blocked token paused the source
+    pacers: dict[str, Pacer | ProbingPacer] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,7 +76,33 @@ class RequestStats:
             "errors": dict(sorted(self.errors.items())),
             "bytes_received": self.bytes,
             "logins": self.logins,
+            "token_blocks": self.blocks,
+            **self.settled(),
         }
+
+    def settled(self) -> dict[str, Any]:
+        """The rate each pacer learned (per collection, or ``all``), to configure as ``rps``: with no
+        rps configured, or cut below a limit it met (``rps_limit_met``; the others may go faster).
+        A configured rate that no 429 ever cut is not listed: it is in the job already."""
+        pacers = sorted(
+            (key or "all", p)
+            for key, p in self.pacers.items()
+            if p.rate is not None and (p.ceiling is None or p.limit_found)
+        )
+        return {
+            "settled_rps": {key: round(p.rate, 2) for key, p in pacers},
+            "rps_limit_met": [key for key, p in pacers if p.limit_found],
+        }
+
+
+def settled_summary(stats: Mapping[str, Any]) -> str | None:
+    """One line for the end-of-run summary: the rate each pacer settled at, to configure as ``rps``."""
+    rates = stats.get("settled_rps") or {}
+    if not rates:
+        return None
+    met = set(stats.get("rps_limit_met") or ())
+    parts = [f"{key} {rate:g}/s" + ("" if key in met else " (no limit met)") for key, rate in rates.items()]
+    return "settled rate, to configure as rps: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -118,6 +148,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - now)
 
 
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Find the rate limit by probing from below (:mod:`exporter.probing`), for an API that blocks a
+    token after repeated violations; ``block_wait`` pauses the source when the probe is refused."""
+
+    start_rps: float  # where to start when no rps is configured
+    block_wait: float  # x1..x4 when blocked again right after
+
+
 @dataclass
 class ClientSettings:
     base_url: str
@@ -134,6 +173,7 @@ class ClientSettings:
     pace_per_collection: bool = False
     # where base_url came from ("TRADESYNC_BASE_URL"), named when its host cannot be reached
     base_url_from: str = ""
+    probing: ProbeSettings | None = None
 
 
 class HttpClient:
@@ -159,8 +199,10 @@ class HttpClient:
         self.auth_hint = auth_hint
         # a source may ask for a longer pause than Retry-After says (a blocked token, say)
         self.on_response = on_response
-        self.stats = RequestStats()
-        self.pacers: dict[str, Pacer] = {}
+        self.pacers: dict[str, Pacer | ProbingPacer] = {}
+        self.stats = RequestStats(pacers=self.pacers)
+        self._blocked_until = -1e9
+        self._block_streak = 0
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
         self._rng = random.Random(seed)
         self._session: aiohttp.ClientSession | None = None
@@ -203,29 +245,31 @@ class HttpClient:
             return ssl.create_default_context(cafile=self.settings.ca_bundle)
         return True
 
-    def pacer(self, path: str) -> Pacer:
+    def pacer(self, path: str) -> Pacer | ProbingPacer:
         """The pacer that governs ``path``: one per source, or one per collection."""
         key = path.strip("/").split("/", 1)[0] if self.settings.pace_per_collection else ""
         pacer = self.pacers.get(key)
         if pacer is None:
-            pacer = self.pacers[key] = Pacer(self.settings.rps, adaptive=self.settings.adaptive_rate)
+            probing = self.settings.probing
+            if probing is not None:
+                pacer = ProbingPacer(self.settings.rps, start=probing.start_rps)
+            else:
+                pacer = Pacer(self.settings.rps, adaptive=self.settings.adaptive_rate)
             pacer.on_pause = self._paused
+            self.pacers[key] = pacer
         return pacer
 
     def _paused(self, seconds: float) -> None:
         if self.on_pause is not None:
             self.on_pause(seconds, self._pause_reason)
 
-    def _hold(self, pacers: list[Pacer], seconds: float, reason: str) -> None:
-        self._pause_reason = reason  # what the pacers' pause hook passes on
-        for pacer in pacers:
-            pacer.pause(seconds)
-
     def pause_all(self, seconds: float, reason: str = "rate limited") -> None:
         """Hold every request of this source back (a blocked token, a Retry-After)."""
         if not self.pacers:
             self.pacer("")
-        self._hold(list(self.pacers.values()), seconds, reason)
+        self._pause_reason = reason  # what the pacers' pause hook passes on
+        for pacer in self.pacers.values():
+            pacer.pause(seconds)
 
     def url(self, path: str) -> str:
         return self.settings.base_url.rstrip("/") + "/" + path.lstrip("/")
@@ -265,8 +309,9 @@ class HttpClient:
         reauthenticated = False
         while True:
             attempt += 1
+            ticket: Ticket | None = None
             try:
-                response = await self._exchange(method, path, params)
+                response, ticket = await self._exchange(method, path, params)
                 status = response.status
                 if status in (401, 403):
                     if not reauthenticated and await self.auth.on_unauthorized(self, response):
@@ -281,9 +326,9 @@ class HttpClient:
                         raise HTTPError(
                             f"undecodable {status} response: {exc}", status=status, transient=True
                         ) from exc
-                    self.pacer(path).on_success()
+                    self.pacer(path).on_success(ticket)
                     return value
-                raise self._status_error(path, response)
+                raise self._status_error(path, response, ticket)
             except HTTPError as exc:
                 if not exc.transient:
                     raise
@@ -301,6 +346,8 @@ class HttpClient:
                     failure = self._connect_failure(exc)  # raises where retrying cannot help
                 else:
                     failure = HTTPError(f"{kind}: {exc}" if str(exc) else kind, transient=True)
+            finally:
+                self.pacer(path).release(ticket)
             # a 429 that says when to come back is obeyed, not counted: only the time budget applies
             if not (failure.status == 429 and failure.retry_after):
                 counted += 1
@@ -314,19 +361,26 @@ class HttpClient:
             log.debug("retrying %s %s in %.2fs after: %s", method, path, delay, failure)
             await asyncio.sleep(delay)
 
-    async def _exchange(self, method: str, path: str, params: Mapping[str, str] | None) -> Response:
+    async def _exchange(
+        self, method: str, path: str, params: Mapping[str, str] | None
+    ) -> tuple[Response, Ticket | None]:
         async with self._slots:
-            await self.pacer(path).acquire()
-            headers = await self.auth.headers(self)
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            pacer = self.pacer(path)
+            ticket = await pacer.acquire()
             try:
-                response = await self.send_once(method, path, params=params, headers=headers)
-            finally:
-                self.in_flight -= 1
-        return response
+                headers = await self.auth.headers(self)
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+                try:
+                    response = await self.send_once(method, path, params=params, headers=headers)
+                finally:
+                    self.in_flight -= 1
+            except BaseException:
+                pacer.release(ticket)  # a probe that got no answer is sent again
+                raise
+        return response, ticket
 
-    def _status_error(self, path: str, response: Response) -> HTTPError:
+    def _status_error(self, path: str, response: Response, ticket: Ticket | None = None) -> HTTPError:
         status = response.status
         detail = self.read_error(response)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -336,7 +390,8 @@ class HttpClient:
                 retry_after = max(retry_after or 0.0, floor)
         if status == 429:
             self.stats.throttled += 1
-            self.pacer(path).on_throttled(told_to_wait=bool(retry_after))
+            if self.pacer(path).on_throttled(ticket, told_to_wait=bool(retry_after)):
+                retry_after = max(retry_after or 0.0, self._block_pause())
         transient = status in TRANSIENT_STATUSES
         self.stats.errors[f"http_{status}"] += 1
         return HTTPError(
@@ -354,7 +409,8 @@ class HttpClient:
             return failure.retry_after
         delay = self.settings.retry.backoff(attempt, self._rng)
         if failure.status == 429:
-            self._hold([self.pacer(path)], delay, "rate limited")
+            self._pause_reason = "rate limited"  # what a pacer's pause hook passes on
+            self.pacer(path).backoff(delay)
         return delay
 
     def _connect_failure(self, exc: aiohttp.ClientConnectorError) -> HTTPError:
@@ -369,6 +425,20 @@ class HttpClient:
         if not self._answered and _hopeless(exc):
             raise HTTPError(message) from None
         return HTTPError(message, transient=True)
+
+    def _block_pause(self) -> float:
+        """A refused probe: the token is blocked. Pause the whole source ``block_wait``, longer (x2..x4)
+        when blocked again right after the last pause; a block another collection already found
+        costs no extra wait."""
+        wait = self.settings.probing.block_wait if self.settings.probing else 0.0
+        now = time.monotonic()
+        if now < self._blocked_until:
+            return self._blocked_until - now
+        again = now - self._blocked_until < max(1.0, wait)
+        self._block_streak = self._block_streak + 1 if again else 1
+        self.stats.blocks += 1
+        self._blocked_until = now + wait * min(self._block_streak, 4)
+        return self._blocked_until - now
 
     def _auth_message(self, response: Response) -> str:
         detail = self.read_error(response)

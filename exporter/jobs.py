@@ -30,6 +30,7 @@ from .names import check_name
 
 SCHEMA_DRIFT = ("evolve", "strict")
 LOG_FORMATS = ("text", "json")
+FORMATS = ("parquet", "delta", "iceberg")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class JobSpec:
     lease_ttl_seconds: float = 60.0
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    format: str = "parquet"  # parquet (Hive folders), delta or iceberg (tables: exporter/tables.py)
+    iceberg: dict[str, str] = field(default_factory=dict)  # the [iceberg] table: catalog properties
     metrics_file: str | None = None  # Prometheus text file written when a run ends
 
     def fingerprint(self) -> str:
@@ -91,6 +94,8 @@ class JobSpec:
                 for s in self.sources
             ],
         }
+        if self.format != "parquet":  # (absent for Parquet: checkpoints of earlier versions stay valid)
+            shape["format"] = self.format  # table formats stage other files (Iceberg's hold the partition columns)
         return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def with_overrides(
@@ -100,6 +105,7 @@ class JobSpec:
         concurrency: int | None = None,
         rps: float | None = None,
         log_format: str | None = None,
+        output_format: str | None = None,
     ) -> JobSpec:
         """Apply command-line flags (they beat the job file)."""
         sources = []
@@ -129,6 +135,7 @@ class JobSpec:
             self,
             sources=tuple(s for s in sources if s.datasets),
             log_format=log_format or self.log_format,
+            format=output_format or self.format,
         )
 
 
@@ -150,7 +157,7 @@ def load_job(path: str | Path, registry: dict[str, Any]) -> JobSpec:
 def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobSpec:
     where = str(path)
     _no_unknown(raw, {"name", "output", "schema_drift", "log_format", "rows_per_file", "lease_ttl_seconds", "s3",
-                      "sources", "metrics_file"}, where, "")
+                      "sources", "metrics_file", "format", "iceberg"}, where, "")
     name = _get(raw, "name", str, where, "", default=path.stem)
     # the name is a folder (OUTPUT/_staging/<name>) that a run removes: '..' would be OUTPUT itself
     check_name(name, where, "key 'name'" if "name" in raw else "key 'name' (not set, so the file name)")
@@ -171,6 +178,8 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
     _no_unknown(s3, {"endpoint_url", "region"}, where, "s3.")
     endpoint_url = _get(s3, "endpoint_url", str, where, "s3.", default=None)
     region = _get(s3, "region", str, where, "s3.", default=None)
+    output_format = _get(raw, "format", str, where, "", default="parquet", choices=FORMATS)
+    iceberg = _iceberg_properties(raw.get("iceberg", {}), where)
     sources_raw = raw.get("sources")
     if not isinstance(sources_raw, dict) or not sources_raw:
         raise JobFileError(f"{where}: needs at least one [sources.<name>] table ({', '.join(registry)})")
@@ -193,8 +202,29 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
         lease_ttl_seconds=float(lease_ttl),
         s3_endpoint_url=endpoint_url,
         s3_region=region,
+        format=output_format,
+        iceberg=iceberg,
         metrics_file=metrics_file,
     )
+
+
+def _iceberg_properties(table: Any, where: str) -> dict[str, str]:
+    """``[iceberg]``: any catalog's properties (pyiceberg's names: ``type``, ``uri``, ``warehouse``,
+    ``s3.endpoint``, ...), plus ``name`` (the catalog's name, default ``brokerexport``). Values are
+    strings, numbers or booleans; secrets belong in the environment (``PYICEBERG_CATALOG__...``)."""
+    if not isinstance(table, dict):
+        raise JobFileError(f"{where}: key 'iceberg' must be a table of catalog properties (type, uri, ...)")
+    properties: dict[str, str] = {}
+    for key, value in table.items():
+        if isinstance(value, bool):
+            properties[key] = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            properties[key] = str(value)
+        else:
+            raise JobFileError(f"{where}: key 'iceberg.{key}' must be a string, number or boolean")
+    if "name" in properties:
+        check_name(properties["name"], where, "key 'iceberg.name'")
+    return properties
 
 
 def _parse_source(kind: str, table: dict[str, Any], source_cls: Any, where: str) -> SourceSpec:

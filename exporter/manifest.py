@@ -27,6 +27,7 @@ class DatasetResult:
     rejects: dict[str, int] = field(default_factory=dict)
     rejected_rows: int = 0
     null_tokens: dict[str, int] = field(default_factory=dict)
+    table: dict[str, Any] | None = None  # Delta or Iceberg output: the version or snapshot the run committed
     drift_types: dict[str, str] = field(default_factory=dict)  # column -> its settled form
     drift_fallbacks: dict[str, str] = field(default_factory=dict)  # column -> why it is JSON text
 

@@ -23,6 +23,16 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, eq=False)
+class Ticket:
+    """One request's pass from a pacer that learns from each answer (:mod:`exporter.probing`)."""
+
+    epoch: int  # the pacer's cuts when it was sent: a 429 of an older epoch is no news
+    rate: float  # the rate it was sent at
+    probe: bool  # sent alone after a 429, to tell a blocked token from a violation
 
 
 class Pacer:
@@ -60,7 +70,7 @@ class Pacer:
         # told the seconds left whenever a pause starts or grows: a display shows the wait
         self.on_pause: Callable[[float], None] | None = None
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Ticket | None:
         """Wait for this request's slot, and until any pause (even one set meanwhile) is over."""
         while True:
             async with self._lock:
@@ -71,10 +81,10 @@ class Pacer:
                     self._next_slot = start + 1.0 / self.rate
             delay = start - self._clock()
             if delay <= 0:
-                return
+                return None
             await asyncio.sleep(delay)
             if self._clock() >= self._paused_until:
-                return
+                return None
 
     def pause(self, seconds: float) -> None:
         """Hand out no slot for ``seconds`` (a Retry-After or a blocked token)."""
@@ -89,21 +99,35 @@ class Pacer:
             if self.on_pause is not None:
                 self.on_pause(until - now)
 
-    def on_throttled(self, *, told_to_wait: bool = False) -> None:
-        """The server answered 429: slow down if adaptive and the evidence says so."""
+    def backoff(self, seconds: float) -> None:
+        """A plain 429's retry delay: this pacer hands out no slot meanwhile."""
+        self.pause(seconds)
+
+    def release(self, ticket: Ticket | None) -> None:
+        """The request of ``ticket`` is over, whatever its outcome (nothing to do here)."""
+
+    @property
+    def limit_found(self) -> bool:
+        """Whether the rate was cut because of 429s (it then sits below a limit it met)."""
+        return self._last_cut > -1e9
+
+    def on_throttled(self, ticket: Ticket | None = None, *, told_to_wait: bool = False) -> bool:
+        """The server answered 429: slow down if adaptive and the evidence says so.
+
+        Returns whether the 429 looks like a blocked token (never, for this pacer)."""
         self.throttles += 1
         now = self._clock()
         self._record(now, throttled=True)
         if not self.adaptive:
-            return
+            return False
         answers = len(self._outcomes)
         throttled = sum(1 for _, t in self._outcomes if t)
         enough = throttled >= self.EVIDENCE_429S and throttled >= self.EVIDENCE_SHARE * answers
         if not (enough or told_to_wait):
-            return
+            return False
         spacing = 4.0 / self.rate if self.rate else 0.25
         if now - self._last_cut < max(0.25, spacing):
-            return
+            return False
         self._last_cut = now
         accepted = answers - throttled
         if self.rate is None:
@@ -116,8 +140,9 @@ class Pacer:
             factor = min(0.9, max(0.5, accepted / answers))
             self._cut_level = self.rate
             self.rate = max(self._floor, self.rate * factor)
+        return False
 
-    def on_success(self) -> None:
+    def on_success(self, ticket: Ticket | None = None) -> None:
         """A request went through: probe a little faster if adaptive."""
         now = self._clock()
         self._record(now, throttled=False)

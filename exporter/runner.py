@@ -37,6 +37,7 @@ from .schema import PageConverter, empty_table
 from .sink import DatasetSink, WriterSettings
 from .sources import Connection, Source, Stream, registry, written_names
 from .storage import Storage, join, open_storage
+from .tables import open_tables, table_spec
 from .walk import Page
 
 log = logging.getLogger("exporter.run")
@@ -94,7 +95,9 @@ class Run:
         self.job = job
         self.options = options
         self.storage = storage or output_storage(job, options.output, options.env)
-        self.committer = Committer(self.storage, job.name)
+        # Delta or Iceberg output: the commit registers the staged files in one table per dataset
+        self.tables = open_tables(self.storage, job, options.env, job.format)
+        self.committer = Committer(self.storage, job.name, self.tables)
         self.lease = RunLease(self.storage, job.name, ttl=job.lease_ttl_seconds)
         self.reporter = options.reporter or Reporter(enabled=False)
         self.sources: list[Source] = [registry()[s.kind](s) for s in job.sources]
@@ -135,12 +138,17 @@ class Run:
         """Reach the storage, take the lease, and finish an interrupted commit if there is one."""
         check = getattr(self.storage, "check", None) or self.storage.ensure_root  # type: ignore[attr-defined]
         check()
+        if self.tables is not None:
+            self.tables.check()  # an unreachable catalog fails now, not after the whole fetch
         self.lease.acquire()
         started = time.monotonic()
         journal = self.committer.recover()
         if journal is None or self.options.resume == "fresh":
             return None
         summary = journal["summary"]
+        reached = self.tables.reached if self.tables is not None else {}
+        for entry in summary["datasets"]:
+            entry["table"] = reached.get(f"{entry['source']}/{entry['dataset']}", entry.get("table"))
         return RunResult(
             run_id=journal["run_id"], job=self.job.name, snapshot_date=summary["snapshot_date"],
             started_at=summary["started_at"], finished_at=summary["finished_at"],
@@ -188,6 +196,12 @@ class Run:
         assert self.checkpoint is not None
         self.lease.check()
         self.checkpoint.save()
+
+    def _partition(self, stream: Stream) -> dict[str, str]:
+        """The partition a run writes: its date, and for incremental tables the run itself."""
+        assert self.checkpoint is not None
+        partition = {"snapshot_date": self.checkpoint.snapshot_date}
+        return partition | {"run_id": self.checkpoint.run_id} if stream.incremental else partition
 
     def _target(self, source: str, stream: Stream, dataset: str) -> str:
         """``<source>/<dataset>/snapshot_date=D``; incremental tables add ``run_id=R`` (a new
@@ -284,9 +298,11 @@ class Run:
             dataset_state = self.checkpoint.datasets.setdefault(key, {})
             dataset_state["partition"] = partition
             base = stream.outputs[dataset](empty_table(stream.schema.arrow_schema()), Page(stream.name)).schema
+            constants = self.tables.file_columns(self._partition(stream)) if self.tables is not None else None
             self.sinks[key] = DatasetSink(
                 key, self.storage, partition, self.committer.rejects_prefix(run_id, key), dataset_state, settings,
                 base, tag=self.committer.part_tag(run_id), spool=self.committer.spool_partition(run_id, target),
+                constants=constants,
                 drift_rules=DriftRules(stream.text_cells, stream.null_tokens),
                 written_names=written_names(stream.outputs[dataset]),
             )
@@ -335,10 +351,11 @@ class Run:
         out: list[DatasetResult] = []
         for key, sink in self.sinks.items():
             source, dataset = key.split("/", 1)
+            where = self._targets[key] if self.tables is None else join(source, self._streams[key][0].folder(dataset))
             drift = sink.settle_drift()
             out.append(DatasetResult(
                 source=source, dataset=dataset, rows=sum(p.rows for p in sink.writer.parts),
-                files=[p.public() for p in sink.writer.parts], path=self.storage.describe(self._targets[key]),
+                files=[p.public() for p in sink.writer.parts], path=self.storage.describe(where),
                 schema=sink.writer.schema, unknown_fields=dict(sink.unknown), withheld_fields=sorted(sink.withheld),
                 rejects=dict(sink.rejects), rejected_rows=sink.rejected_rows, null_tokens=dict(sink.null_tokens),
                 drift_types=drift.types, drift_fallbacks=drift.fallbacks,
@@ -360,11 +377,14 @@ class Run:
                         "incremental": {result.dataset: cursor | {"open_ids": len(cursor["open_ids"])}}
                     }
                 documents["_manifest.json"] = manifest
+                folder = stream.folder(result.dataset)
+                table = None if self.tables is None else table_spec(
+                    join(source, folder), source, folder, self._partition(stream), sink.writer.schema)
                 plans.append(PartitionPlan(
                     dataset=key, target=self._targets[key], staged=sink.partition,
                     parts=[p.state() for p in sink.writer.parts],
                     rejects=[join(sink.rejects_log.prefix, s) for s in sink.rejects_log.segments],
-                    documents=documents,
+                    documents=documents, table=table,
                 ))
         summary = {
             "snapshot_date": checkpoint.snapshot_date, "started_at": checkpoint.started_at,
@@ -373,6 +393,9 @@ class Run:
             "datasets": [{k: v for k, v in vars(r).items() if k != "schema"} for r in out],
         }
         self.committer.commit(checkpoint.run_id, plans, summary, before_visible=self.lease.renew)
+        if self.tables is not None:
+            for result in out:
+                result.table = self.tables.reached.get(f"{result.source}/{result.dataset}")
         return out
 
 

@@ -248,8 +248,14 @@ class DatasetSink:
     def __init__(self, key: str, storage: Storage, partition: str, rejects_prefix: str, state: dict[str, Any],
                  settings: WriterSettings, schema: pa.Schema, *, tag: str = "", spool: str = "",
                  drift_rules: DriftRules | None = None,
-                 written_names: Callable[[str], tuple[str, ...]] | None = None) -> None:
+                 written_names: Callable[[str], tuple[str, ...]] | None = None,
+                 constants: dict[str, pa.Scalar] | None = None) -> None:
         self.key = key
+        # columns every row of this run carries in the files themselves (an Iceberg table's
+        # partition values: its add-files step reads them from the files' statistics)
+        self.constants = dict(constants or {})
+        for name, value in self.constants.items():
+            schema = schema.append(pa.field(name, value.type))
         # the columns a record field is written as (the dataset's projection may rename it): the
         # manifest counts under those names, the ones a reader of the Parquet files sees
         self.written_names = written_names or (lambda column: (column,))
@@ -273,6 +279,8 @@ class DatasetSink:
         self.rejects_log = RejectsLog(storage, rejects_prefix, state.get("rejects_segments", []))
 
     def add(self, table: pa.Table, converted: Converted, page: Page) -> None:
+        for name, value in self.constants.items():
+            table = table.append_column(name, pa.repeat(value, len(table)))
         self.writer.write(table)
         # columns this dataset gained from fields the schema does not know, under the name it
         # writes them (a projection may rename them, or not carry them at all: balances of

@@ -32,7 +32,7 @@ def summary_json(result: RunResult) -> dict[str, Any]:
                 "unknown_fields": d.unknown_fields,
                 "withheld_fields": d.withheld_fields,
                 "null_tokens": d.null_tokens,
-            }
+            } | ({"table": d.table} if d.table else {})  # Delta/Iceberg: the version or snapshot committed
             for d in result.datasets
         ],
         "requests": result.requests,

@@ -7,6 +7,7 @@ import asyncio
 import random
 import socket
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,9 +70,12 @@ class S3Server:
 
 
 @contextmanager
-def s3_server(bucket: str = "exports") -> Iterator[S3Server]:
+def s3_server(bucket: str = "") -> Iterator[S3Server]:
+    """A fresh bucket on a new server. moto keeps its buckets in one store per process, shared by
+    every server a test session starts: the bucket name is unique, so tests never see each other's."""
     from moto.server import ThreadedMotoServer
 
+    bucket = bucket or f"exports-{uuid.uuid4().hex[:12]}"
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

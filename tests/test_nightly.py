@@ -21,7 +21,8 @@ SIM_CLOCK = "2025-01-31T12:00:00+00:00"
 
 
 def test_nightly_runs_both_sources_and_the_cross_source_query_adds_up(tmp_path: Path) -> None:
-    job = load_job(ROOT / "jobs" / "nightly.toml", registry()).with_overrides(rps=0)
+    # both simulators are unlimited: no pacing (TraderEvolution's rps = 0 would probe up from 1.6/s)
+    job = load_job(ROOT / "jobs" / "nightly.toml", registry()).with_overrides(rps=10_000)
     # the simulator's clock is "now" for TraderEvolution's date windows
     sources = tuple(
         dataclasses.replace(s, options={**s.options, "until": SIM_CLOCK}) if s.kind == "traderevolution" else s

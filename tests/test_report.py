@@ -291,3 +291,23 @@ def test_demo_ends_with_the_report(tmp_path: Path) -> None:
     shown = numbers(output / "report.html")
     for source in ("tradesync", "traderevolution"):
         assert f"{source}/compare" in shown  # one snapshot: nothing to compare yet
+
+
+def test_the_report_over_s3_shows_what_it_shows_over_a_folder(exported: dict[str, Path], tmp_path: Path) -> None:
+    """The same published files in a bucket (moto on loopback): every number of the report is the
+    same, and the report is written into the bucket beside them."""
+    from .s3_helpers import s3_server
+
+    output = exported["output"]
+    with s3_server() as s3:
+        client = s3.client()
+        for path in output.rglob("*"):
+            if path.is_file() and path.name != "report.html":
+                client.upload_file(str(path), s3.bucket, f"nightly/{path.relative_to(output).as_posix()}")
+        where = write_report(s3.url("nightly"), env=s3.env())
+        assert where == s3.url("nightly") + "/report.html"
+        page = tmp_path / "report.html"
+        page.write_bytes(client.get_object(Bucket=s3.bucket, Key="nightly/report.html")["Body"].read())
+    local = numbers(exported["day3"])
+    remote = numbers(page)
+    assert len(local) > 50 and remote == local

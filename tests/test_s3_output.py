@@ -4,13 +4,17 @@ Every test compares with one clean local run of the same job against the same si
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from exporter.sandbox._sim_base import run_simulator_in_thread
 from exporter.sandbox.tradesync import TradesyncSimConfig, TradesyncSimulator
@@ -161,18 +165,29 @@ def test_s3_errors_are_retried_and_nothing_is_lost(
 def test_a_second_run_of_the_same_job_is_refused_with_exit_4_and_touches_nothing(
     where: str, job_file: Path, expected: dict[str, list[dict]], s3: S3Server, tmp_path: Path
 ) -> None:
-    slow = TradesyncSimulator(TradesyncSimConfig(accounts=3000, trades_per_account=3, rate_limit_rps=0,
-                                                 latency_ms=40))
-    with run_simulator_in_thread(slow.make_app) as url:
+    # the first run is held mid-walk (its 6th request waits for the gate) while the second one starts
+    gate, held = threading.Event(), threading.Event()
+    simulator = TradesyncSimulator(CONFIG)
+
+    @web.middleware
+    async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.path.startswith("/_sim") and simulator.state()["requests_total"] >= 5:
+            held.set()
+            await asyncio.get_running_loop().run_in_executor(None, gate.wait, 120)
+        return await handler(request)
+
+    def app() -> web.Application:
+        application = simulator.make_app()
+        application.middlewares.append(hold)
+        return application
+
+    with run_simulator_in_thread(app) as url:
         env = exporter_env(url) | s3.env()
         output = s3.url("overlap") if where == "s3" else str(tmp_path / "out")
         first = start_exporter(["run", str(job_file), "--output", output], env)
-        lease = (lambda: s3.keys("overlap/_staging/")) if where == "s3" else (
-            lambda: (tmp_path / "out" / "_staging" / f"{JOB}.lease").exists())
-        wait_for(lease, timeout=60, what="the first run's lease", process=first)
-        wait_for(lambda: slow.state()["requests_total"] >= 5, timeout=60, what="the first run's requests",
-                 process=first)
+        wait_for(held.is_set, timeout=60, what="the first run to be held mid-walk", process=first)
         second = run_exporter(["run", str(job_file), "--output", output], env)
+        gate.set()
         _, err = first.communicate(timeout=120)
         assert first.returncode == 0, err
     assert second.returncode == 4, second.stderr

@@ -409,6 +409,7 @@ def test_rate_limit_then_block_then_unblock() -> None:
         assert api.get("/users")[0] == 200
         assert sim.state()["blocked_tokens"] == 0
         assert sim.state()["rate_limited"] == 4
+        assert sim.state()["blocks_total"] == 1  # the block is over, yet counted
 
 
 def test_login_is_limited_per_login_and_no_retry_after_by_default() -> None:

@@ -372,3 +372,21 @@ def test_a_kill_then_resume_gives_the_forms_of_an_uninterrupted_run(exports, tmp
         assert meta[key] == want[key], key
     files = {f["name"]: f["bytes"] for f in meta["files"]}
     assert files == {p.name: p.stat().st_size for p in partition(output, "accounts").glob("part-*.parquet")}
+
+
+def test_drift_columns_settle_the_same_on_object_storage(exports, tmp_path: Path) -> None:
+    """On S3 the part files are uploads pending until the commit, so those holding drift columns
+    wait in a readable spool: the published types and values equal the local run's, and nothing of
+    the spool is left behind."""
+    from .s3_helpers import s3_server
+
+    reference = exports("typed_fields")
+    with s3_server() as s3, tradesync_simulator(sim_config("typed_fields")) as (url, _):
+        result = run(drift_job(), s3.url("drift"), tradesync_env(url) | s3.env())  # type: ignore[arg-type]
+        root = s3.mirror("drift/", tmp_path / "mirror")
+        assert s3.keys("drift/_staging/") == {} and s3.pending_uploads("drift/") == []
+    assert result.datasets and drift_values(root) == drift_values(reference.output)
+    meta = manifest(root, "accounts")["datasets"]["accounts"]
+    want = manifest(reference.output, "accounts")["datasets"]["accounts"]
+    for key in ("drift_types", "drift_fallbacks", "unknown_fields", "schema", "rows"):
+        assert meta[key] == want[key], key

@@ -876,6 +876,7 @@ class _RateLimiter:
         self.buckets: dict[tuple[str, str], list[float]] = {}
         self.violations: dict[str, deque[float]] = {}
         self.blocked_until: dict[str, float] = {}
+        self.blocks = 0  # tokens (or logins) blocked so far
 
     def check(self, key: str, collection: str, now: float) -> _ApiError | None:
         if self.rps <= 0:
@@ -903,6 +904,7 @@ class _RateLimiter:
             window.popleft()
         if 0 < self.threshold <= len(window):
             self.blocked_until[key] = now + self.duration
+            self.blocks += 1
             window.clear()  # a fresh count starts once the block ends
             return _ApiError(429, ERR_RATE_LIMIT, max(1, math.ceil(self.duration)))
         return _ApiError(429, ERR_RATE_LIMIT, 1)
@@ -1099,6 +1101,7 @@ class TraderEvolutionSimulator:
                 "logins": c.logins,
                 "refreshes": c.refreshes,
                 "blocked_tokens": self._limiter.blocked_count(time.monotonic()),
+                "blocks_total": self._limiter.blocks,
                 "report_ids": dict(self._report_ids),
             }
 

@@ -9,8 +9,11 @@ Streams:
 - the *Trades Report* in date windows feeds ``trades``.
 
 Reports are resolved by name (ids differ per installation). Rate limiting blocks the whole token
-after repeated violations, so requests are paced per collection and a block (429 ``2.147.1.27``)
-pauses every request of the source for ``block_wait_seconds`` instead of hammering.
+after repeated violations, and the server answers 429 ``2.147.1.27`` both to a violation and to a
+blocked token. So requests are paced per collection by a probing pacer (:mod:`exporter.probing`):
+after a 429 it slows down and, after a short wait, sends one request alone; only when that one is
+refused too is the token taken as blocked, and every request of the source waits
+``block_wait_seconds`` (x1..x4 when blocked again right after) instead of hammering.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import msgspec
 import pyarrow as pa
 
 from ..errors import AuthError, ConfigError, DataError, JobFileError
-from ..http import ClientSettings, HttpClient, Response
+from ..http import ClientSettings, HttpClient, ProbeSettings, Response
 from ..jobs import Option, SourceSpec
 from ..schema import Column, RecordSchema, sanitize_column_names, time_zone
 from ..walk import OffsetLists, Page, Target
@@ -46,7 +49,6 @@ ERROR_MEANINGS = {
     "1.6.2.2": "a required report filter is missing",
     "2.147.1.27": "rate limit exceeded, token blocked",
 }
-BLOCK_CODE = "2.147.1.27"
 LOGIN_FAILURES = frozenset({"1.2.0.11", "2.0.2.4"})
 
 STATEMENT_REPORT = "Account Statement Report"
@@ -446,7 +448,9 @@ class TraderEvolutionSource:
         "report_datetime_format": Option(str, "dd.MM.yyyy HH:mm:ss", "how this server formats report times"),
         # the contract leaves the zone of report cells undocumented; many back offices run on local time
         "report_timezone": Option(str, "UTC", "IANA zone report times are written in", check=time_zone),
-        "block_wait_seconds": Option((int, float), 12.0, "pause after a token block (429 2.147.1.27)", minimum=0),
+        "block_wait_seconds": Option(
+            (int, float), 12.0, "pause after a blocked token (429 2.147.1.27 after a wait)", minimum=0
+        ),
         "verify_tls": Option(bool, True, "false accepts self-signed certificates (demo servers only)"),
         "ca_bundle": Option(str, "", "PEM file with the CA of a self-signed server"),
     }
@@ -457,9 +461,6 @@ class TraderEvolutionSource:
         self.options = spec.options
         self._report_ids: dict[str, int] = {}
         self._report_lock = asyncio.Lock()
-        self._blocks = 0
-        self._last_block = -1e9
-        self._last_wait = 0.0
         self.now: datetime | None = None
         fmt = str(self.options.get("report_datetime_format") or "dd.MM.yyyy HH:mm:ss")
         self.time_format = java_time_format(fmt)
@@ -507,20 +508,16 @@ class TraderEvolutionSource:
         return read_error(response)
 
     def on_response(self, response: Response) -> float | None:
-        """A blocked token: wait the block out (longer each time) instead of retrying into it."""
-        if response.status == 429 and BLOCK_CODE in error_codes(response):
-            now = time.monotonic()
-            wait = float(self.options.get("block_wait_seconds", 12.0))
-            # blocked again right after the last wait ended: wait longer (x1..x4)
-            recent = now - self._last_block < self._last_wait + max(1.0, wait)
-            self._blocks = self._blocks + 1 if recent else 1
-            self._last_block = now
-            self._last_wait = wait * min(self._blocks, 4)
-            return self._last_wait
+        """No floor of our own: one 429 ``2.147.1.27`` may be a single violation or a blocked token,
+        which the probing pacer tells apart (a blocked token refuses the probe too)."""
         return None
 
     def client_settings(self, connection: Connection) -> ClientSettings:
-        return client_settings(self.spec, connection, pace_per_collection=True)
+        # rps = 0: start at the documented safe rate and find the limit from below
+        probing = ProbeSettings(
+            start_rps=self.DEFAULT_RPS or 1.6, block_wait=float(self.options.get("block_wait_seconds", 12.0))
+        )
+        return client_settings(self.spec, connection, pace_per_collection=True, probing=probing)
 
     def manifest_extra(self) -> dict[str, Any]:
         """Recorded in each manifest: the zone report times were read in."""

@@ -19,7 +19,7 @@ from typing import IO, Any
 from ..errors import StorageAuthError, StorageError, UnsafeRemoval
 from . import ObjectInfo, Storage, Upload, basename, is_staging_key
 
-PART_BYTES = 8 * 1024 * 1024  # S3 wants >= 5 MiB for every part but the last
+PART_BYTES = 5 * 1024 * 1024  # S3's smallest part (but the last): memory per open part file
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                "AllAccessDisabled"}
 
@@ -39,7 +39,7 @@ class S3Upload(Upload):
         self.complete = complete  # completed at finish (a spooled file), not left for the commit
         self.target = self  # ParquetWriter writes to this file object
         self._full = storage.full(key)
-        self._buffer = bytearray()
+        self._buffer = io.BytesIO()  # handed to botocore as the part's body, never copied
         self._parts: list[list[Any]] = []
         self._written = 0
         self.closed = False
@@ -47,9 +47,9 @@ class S3Upload(Upload):
 
     # the file object pyarrow writes to
     def write(self, data: bytes | memoryview) -> int:
-        self._buffer += data
+        self._buffer.write(data)
         self._written += len(data)
-        if len(self._buffer) >= PART_BYTES:
+        if self._buffer.tell() >= PART_BYTES:
             self._send()
         return len(data)
 
@@ -70,13 +70,14 @@ class S3Upload(Upload):
 
     def _send(self) -> None:
         number = len(self._parts) + 1
+        self._buffer.seek(0)
         answer = self.storage.call("upload_part", Bucket=self.storage.bucket, Key=self._full, UploadId=self.upload_id,
-                                   PartNumber=number, Body=bytes(self._buffer))
+                                   PartNumber=number, Body=self._buffer)
         self._parts.append([number, answer["ETag"]])
-        self._buffer.clear()
+        self._buffer = io.BytesIO()
 
     def finish(self) -> dict[str, Any]:
-        if self._buffer or not self._parts:
+        if self._buffer.tell() or not self._parts:
             self._send()
         self.closed = True
         state = {"bytes": self._written, "upload_id": self.upload_id, "etags": [e for _, e in self._parts]}
@@ -86,7 +87,7 @@ class S3Upload(Upload):
         return state
 
     def abort(self) -> None:
-        self._buffer.clear()
+        self._buffer = io.BytesIO()
         self.storage.abort_upload(self.key, self.upload_id)
 
 
