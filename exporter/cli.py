@@ -42,6 +42,7 @@ class _JsonFormatter(logging.Formatter):
                 "level": record.levelname.lower(),
                 "logger": record.name,
                 "message": record.getMessage(),
+                **getattr(record, "fields", {}),  # a progress line's numbers (percent, eta_seconds, ...)
             }
         )
 

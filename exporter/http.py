@@ -211,6 +211,9 @@ class HttpClient:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._answered = False  # the server has answered once: later connect failures are outages
+        # told (seconds, reason) when this source's requests are held back: the progress display
+        self.on_pause: Callable[[float, str], None] | None = None
+        self._pause_reason = "rate limited"
 
     async def __aenter__(self) -> HttpClient:
         connector = aiohttp.TCPConnector(
@@ -254,13 +257,19 @@ class HttpClient:
                 pacer = ProbingPacer(self.settings.rps, start=probing.start_rps)
             else:
                 pacer = Pacer(self.settings.rps, adaptive=self.settings.adaptive_rate)
+            pacer.on_pause = self._paused
             self.pacers[key] = pacer
         return pacer
 
-    def pause_all(self, seconds: float) -> None:
+    def _paused(self, seconds: float) -> None:
+        if self.on_pause is not None:
+            self.on_pause(seconds, self._pause_reason)
+
+    def pause_all(self, seconds: float, reason: str = "rate limited") -> None:
         """Hold every request of this source back (a blocked token, a Retry-After)."""
         if not self.pacers:
             self.pacer("")
+        self._pause_reason = reason  # what the pacers' pause hook passes on
         for pacer in self.pacers.values():
             pacer.pause(seconds)
 
@@ -399,10 +408,11 @@ class HttpClient:
     def _retry_delay(self, path: str, failure: HTTPError, attempt: int) -> float:
         if failure.retry_after is not None and failure.retry_after > 0:
             # the server said exactly how long; everybody on this source waits that long
-            self.pause_all(failure.retry_after)
+            self.pause_all(failure.retry_after, "rate limited" if failure.status == 429 else "server busy")
             return failure.retry_after
         delay = self.settings.retry.backoff(attempt, self._rng)
         if failure.status == 429:
+            self._pause_reason = "rate limited"  # what a pacer's pause hook passes on
             self.pacer(path).backoff(delay)
         return delay
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from .checkpoint import merge_progress
 from .errors import IncompleteRun
+from .estimate import Coverage
 from .http import HttpClient
 from .incremental import with_observation
 from .progress import Reporter
@@ -55,7 +56,9 @@ class StreamPipeline:
     async def run(self, client: HttpClient) -> None:
         stream, sinks, walk_state = self.stream, self.sinks, self.state["walk"]
         queue: asyncio.Queue[Page] = asyncio.Queue(maxsize=self.settings.queue_pages)
-        producer = asyncio.create_task(stream.walk.run(client, queue.put, walk_state))
+        coverage = Coverage()  # the walk says how far it has got, the reporter shows it
+        self.reporter.watch(self.key, coverage)
+        producer = asyncio.create_task(stream.walk.run(client, queue.put, walk_state, coverage))
         self.on_producer(producer)
         loop = asyncio.get_running_loop()
         pending: list[dict[str, Any]] = []
@@ -145,6 +148,7 @@ class StreamPipeline:
             await durable(DatasetSink.finish)
             self.state["done"] = True
             self.save()
+            self.reporter.finish(self.key)
         except BaseException:
             producer.cancel()
             with contextlib.suppress(BaseException):

@@ -74,6 +74,8 @@ class ProbingPacer:
         self._last_change = -1e9  # last cut or relaxation of the cap
         self.throttles = 0
         self.cuts = 0
+        # told the seconds left whenever a pause starts or grows: a display shows the wait
+        self.on_pause: Callable[[float], None] | None = None
 
     @property
     def limit_found(self) -> bool:
@@ -116,10 +118,13 @@ class ProbingPacer:
 
     def pause(self, seconds: float) -> None:
         """Hand out no slot for ``seconds`` (a Retry-After or a blocked token)."""
-        until = self._clock() + max(0.0, seconds)
+        now = self._clock()
+        until = now + max(0.0, seconds)
         if until > self._paused_until:
             self._paused_until = until
             self._next_slot = max(self._next_slot, until)
+            if self.on_pause is not None:
+                self.on_pause(until - now)
 
     def backoff(self, seconds: float) -> None:
         """A plain 429's retry delay: nothing to do, the wait before the probe already holds back."""

@@ -67,6 +67,8 @@ class Pacer:
         self._started: float | None = None  # first answer seen
         self._lock = asyncio.Lock()
         self.throttles = 0
+        # told the seconds left whenever a pause starts or grows: a display shows the wait
+        self.on_pause: Callable[[float], None] | None = None
 
     async def acquire(self) -> Ticket | None:
         """Wait for this request's slot, and until any pause (even one set meanwhile) is over."""
@@ -94,6 +96,8 @@ class Pacer:
                 self._pauses.popleft()
             self._paused_until = until
             self._next_slot = max(self._next_slot, until)
+            if self.on_pause is not None:
+                self.on_pause(until - now)
 
     def backoff(self, seconds: float) -> None:
         """A plain 429's retry delay: this pacer hands out no slot meanwhile."""

@@ -272,6 +272,7 @@ class Run:
             else:
                 connection = source.connection(self.options.env)
             client = self._clients[source.name] = source_client(source, connection)
+            client.on_pause = lambda seconds, reason: self.reporter.waiting(source.name, seconds, reason)
             async with client:
                 pipelines = [self._pipeline(source, stream) for stream in source.streams()]
                 async with asyncio.TaskGroup() as group:
@@ -314,7 +315,9 @@ class Run:
                 written_names=written_names(stream.outputs[dataset]),
             )
             sinks.append(self.sinks[key])
-        self.reporter.add_stream(stream_key)
+        # a resumed run's display starts from the records its checkpoint holds
+        held = max((sum(p.rows for p in sink.writer.parts) for sink in sinks), default=0)
+        self.reporter.add_stream(stream_key, rows=held, finished=state["done"])
         if state["done"]:
             return None
         if stream.incremental and "seeded" not in state:

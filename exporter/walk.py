@@ -3,6 +3,8 @@
 A walk calls ``emit(page)`` for every page (the runner converts and writes it) and keeps its own
 resumable state: every :class:`Page` carries ``progress``, the state updates that become true once
 that page is durable. The runner merges them into the checkpoint in the order pages are written.
+A walk also keeps a :class:`~exporter.estimate.Coverage` up to date (how far it has got, in its
+own units) for the reporter to show; it never draws anything itself.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from .checkpoint import merge_progress
 from .errors import DataError, HTTPError, RequestRejected, RetriesExhausted
+from .estimate import Coverage, count_done, id_span_covered
 from .http import HttpClient, Response
 from .pagination import KeysetWalker, OffsetWalker, split_id_range
 
@@ -97,10 +100,17 @@ class KeysetCollection:
     walkers: int = 0  # 0: chosen from the concurrency and rate limits
     pieces_per_walker: int = 4
 
-    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+    async def run(
+        self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
+    ) -> None:
+        coverage = coverage if coverage is not None else Coverage()
+        coverage.estimated = True
         if "ranges" not in state:
             await self._plan(client, state)
         ranges: dict[str, dict[str, Any]] = state["ranges"]
+        # the probed span, and how much of it the checkpoint already covers (a resumed run)
+        coverage.done, coverage.total = id_span_covered(state)
+        coverage.planned = True
         todo = [key for key, r in ranges.items() if not r["done"]]
         walkers = min(len(todo), self._choose_walkers(client, state))
         next_index = 0
@@ -110,7 +120,7 @@ class KeysetCollection:
             while next_index < len(todo):
                 key = todo[next_index]
                 next_index += 1
-                await self._walk_range(client, emit, key, ranges[key])
+                await self._walk_range(client, emit, key, ranges[key], coverage)
 
         if walkers:
             async with asyncio.TaskGroup() as group:
@@ -155,7 +165,10 @@ class KeysetCollection:
             walkers = min(walkers, max(1, math.ceil(rps * latency * 2)))
         return max(1, walkers)
 
-    async def _walk_range(self, client: HttpClient, emit: Emit, key: str, piece: dict[str, Any]) -> None:
+    async def _walk_range(
+        self, client: HttpClient, emit: Emit, key: str, piece: dict[str, Any], coverage: Coverage
+    ) -> None:
+        stop_at = piece["stop_at"]
         walker = KeysetWalker(
             self.page_size,
             start_after=piece["start_after"],
@@ -165,8 +178,11 @@ class KeysetCollection:
         while not walker.done:
             params = walker.next_params()
             page = await client.request("GET", self.path, params={**self.params, **params}, decode=self.decode)
+            before = walker.cursor
             keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
             objects, ids = page.objects[keep.start : keep.stop], page.ids[keep.start : keep.stop]
+            # ids up to the cursor are covered; a finished range is covered up to its end
+            coverage.done += (stop_at if walker.done else min(walker.cursor, stop_at)) - before
             progress = {"ranges": {key: {**piece, "cursor": walker.cursor, "done": walker.done}}}
             await emit(Page(self.stream, objects=objects, ids=ids, progress=progress))
 
@@ -184,8 +200,13 @@ class KeysetHead:
     page_size: int = 1000
     params: dict[str, str] = field(default_factory=dict)
 
-    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+    async def run(
+        self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
+    ) -> None:
         taken = int(state.get("taken", 0))
+        coverage = coverage or Coverage()
+        # at most ``count`` records: the end may come sooner (a collection with fewer)
+        coverage.unit, coverage.total, coverage.done, coverage.planned = "records", float(self.count), taken, True
         walker = KeysetWalker(max(1, min(self.page_size, self.count)), cursor=state.get("cursor"))
         while not walker.done and taken < self.count:
             # the last page asks for just what is missing: a short answer then means the end
@@ -195,6 +216,7 @@ class KeysetHead:
             keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
             stop = min(keep.stop, keep.start + self.count - taken)
             taken += stop - keep.start
+            coverage.done = taken if not walker.done else self.count
             progress = {"cursor": walker.cursor, "taken": taken}
             await emit(Page(self.stream, objects=page.objects[keep.start : stop], ids=page.ids[keep.start : stop],
                             progress=progress))
@@ -211,10 +233,16 @@ class IdBatches:
     batch: int = 100
     param: str = "ids"
 
-    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+    async def run(
+        self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
+    ) -> None:
+        coverage = coverage if coverage is not None else Coverage()
         ids = [int(i) for i in state.get("ids", [])]
         done = int(state.get("done_batches", 0))
         batches = [ids[i : i + self.batch] for i in range(0, len(ids), self.batch)]
+        coverage.unit, coverage.total = "ids", len(ids)
+        coverage.done = sum(len(b) for b in batches[:done])
+        coverage.planned = True
         for number, chunk in enumerate(batches[done:], start=done + 1):
             wanted, arrived = set(chunk), set()
             walker = KeysetWalker(self.batch)
@@ -236,6 +264,8 @@ class IdBatches:
                 # request per batch instead of two)
                 finished = walker.done or arrived >= wanted
                 progress = {"done_batches": number} if finished else {}
+                if finished:
+                    coverage.done += len(chunk)
                 await emit(Page(self.stream, objects=page.objects[kept], ids=page.ids[kept], progress=progress))
 
 
@@ -248,7 +278,12 @@ class IncrementalCollection:
     new: KeysetCollection
     refresh: IdBatches
 
-    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+    async def run(
+        self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
+    ) -> None:
+        new, refresh = Coverage(), Coverage()  # shown as the share of the part least far along
+        if coverage is not None:
+            coverage.parts = (new, refresh)
         # every page carries the previous cursor's last_id: a projection tells refreshed rows
         # (at or below it) from new ones (above it)
         context = {"after": state.get("new", {}).get("after")}
@@ -262,8 +297,8 @@ class IncrementalCollection:
             return emit_part
 
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.new.run(client, wrapped("new"), state.setdefault("new", {})))
-            group.create_task(self.refresh.run(client, wrapped("refresh"), state.setdefault("refresh", {})))
+            group.create_task(self.new.run(client, wrapped("new"), state.setdefault("new", {}), new))
+            group.create_task(self.refresh.run(client, wrapped("refresh"), state.setdefault("refresh", {}), refresh))
 
 
 @dataclass(frozen=True)
@@ -299,14 +334,23 @@ class OffsetLists:
     # a pull's --limit: targets one at a time in plan order, stopping once this many records came
     head: int | None = None
 
-    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None:
+    async def run(
+        self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
+    ) -> None:
+        coverage = coverage if coverage is not None else Coverage()
         if "targets" not in state:
-            targets = await self.plan(client)
+            targets = await self.plan(client)  # a fan-out's parent walk: no total until it is done
             state["targets"] = [[t.key, t.path, t.params] for t in targets]
             state["progress"] = {}
             state["failed"] = {}
         progress: dict[str, Any] = state["progress"]
         todo = [Target(k, p, dict(q)) for k, p, q in state["targets"] if not progress.get(k, {}).get("done")]
+        # lists done against lists planned; a single list (no count from the API) has no total
+        many = len(state["targets"]) > 1
+        coverage.unit = "lists"
+        coverage.done = count_done(progress.values()) if many else 0
+        coverage.total = len(state["targets"]) if many else None
+        coverage.planned = True
         workers = min(len(todo), 1 if self.head is not None else self.workers or client.settings.concurrency)
         next_index = 0
         tally = {"ok": 0, "failed": 0, "rows": 0}
@@ -329,6 +373,8 @@ class OffsetLists:
                     if tally["failed"] >= self.give_up_after and not tally["ok"]:
                         raise  # nothing works at all: stop instead of failing every target slowly
                     await emit(Page(self.stream, records=[], progress={"failed": {target.key: str(exc)}}))
+                if many:  # failed or not, this run is done with it (a rerun tries a failed one again)
+                    coverage.done += 1
 
         if workers:
             async with asyncio.TaskGroup() as group:

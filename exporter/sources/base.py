@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Protocol
 import pyarrow as pa
 
 from ..errors import AuthError
+from ..estimate import Coverage
 from ..http import Auth, ClientSettings, HttpClient, Response, RetryPolicy
 from ..jobs import SourceOptions, SourceSpec
 from ..schema import RecordSchema
@@ -31,7 +32,9 @@ Projection = Callable[[pa.Table, Page], pa.Table]
 
 
 class Walk(Protocol):
-    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any]) -> None: ...
+    async def run(
+        self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
+    ) -> None: ...
 
 
 @dataclass
