@@ -55,6 +55,7 @@ from .chaos_helpers import (
     write_job,
 )
 from .helpers import make_job, run, tradesync_env
+from .terminal import read_screen
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -530,20 +531,11 @@ def test_the_live_display_uses_the_terminals_width_on_stderr(columns: int) -> No
     process = subprocess.Popen([sys.executable, "-c", LIVE, name], stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=slave, env=env)
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the terminal's other side is closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
+    screen = read_screen(master)
     stdout = process.stdout.read() if process.stdout else b""
     assert process.wait(timeout=60) == 0
     assert stdout == b""  # the display is on stderr: stdout keeps only the summary
-    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode())
     rows = [row for row in re.split(r"[\r\n]+", screen) if name in row]
     assert rows, screen  # the whole stream name, not cut at 80 columns
     assert "3,000 records" in screen.rsplit(name, 1)[1]  # the last frame: on the name's row, or the next one

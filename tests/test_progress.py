@@ -41,6 +41,7 @@ from exporter.walk import KeysetCollection, OffsetLists, Page
 
 from .chaos_helpers import durable_rows, read_checkpoint
 from .helpers import make_job, tradesync_env
+from .terminal import read_screen
 
 STATED_ERROR = 0.02  # of the whole: the README's promise for the simulators' id gaps
 ROOT = Path(__file__).resolve().parents[1]
@@ -601,19 +602,10 @@ def test_the_terminal_shows_percent_and_time_left_mid_run(tmp_path: Path) -> Non
     process = subprocess.Popen([sys.executable, "-m", "exporter.cli", "run", str(job_file), "-o", str(tmp_path / "o")],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the terminal's other side is closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
+    screen = read_screen(master)
     stdout = process.stdout.read().decode() if process.stdout else ""
     assert process.wait(timeout=120) == 0, stdout
-    text = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode())  # colours and bold
+    text = re.sub(r"\x1b\[[0-9;]*m", "", screen.decode())  # colours and bold
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "\n", text)  # cursor moves and erasures: a new row
     rows = [row for row in screen.splitlines() if row.startswith("tradesync/accounts")]
     mid = [row for row in rows if re.search(r"~(\d+\.\d)%.*records .* rec/s (\d+:\d\d:\d\d) left", row)]
