@@ -24,7 +24,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
@@ -284,12 +284,17 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
+        read_timeout: float | None = None,
     ) -> Response:
         """One exchange, no retries, no auth header: raw access used by auth plug-ins (login)."""
         assert self._session is not None, "HttpClient used outside 'async with'"
         url = self.url(path)
         self.stats.requests += 1
-        async with self._session.request(method, url, params=params, headers=headers, json=json) as resp:
+        extra: dict[str, Any] = {}
+        if read_timeout is not None:  # a heavy report may think for minutes before its first byte
+            extra["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout,
+                                                     sock_read=read_timeout)
+        async with self._session.request(method, url, params=params, headers=headers, json=json, **extra) as resp:
             self._answered = True
             body = await resp.read()
             self.stats.bytes += len(body)
@@ -302,9 +307,17 @@ class HttpClient:
         *,
         params: Mapping[str, str] | None = None,
         decode: Callable[[Response], T],
+        read_timeout: float | None = None,
+        max_attempts: int | None = None,
     ) -> T:
-        """Send with retries; return ``decode(response)`` of the first good 2xx response."""
+        """Send with retries; return ``decode(response)`` of the first good 2xx response.
+
+        ``read_timeout`` and ``max_attempts`` override the client's for this request (a slow
+        report gets longer to answer, and fewer repeats of the same heavy query before its window
+        is split instead)."""
         policy = self.settings.retry
+        if max_attempts is not None:
+            policy = replace(policy, max_attempts=max_attempts)
         started = time.monotonic()
         attempt = 0  # sends of this request
         counted = 0  # the ones that count against max_attempts
@@ -313,7 +326,7 @@ class HttpClient:
             attempt += 1
             ticket: Ticket | None = None
             try:
-                response, ticket = await self._exchange(method, path, params)
+                response, ticket = await self._exchange(method, path, params, read_timeout)
                 status = response.status
                 if status in (401, 403):
                     if not reauthenticated and await self.auth.on_unauthorized(self, response):
@@ -364,7 +377,7 @@ class HttpClient:
             await asyncio.sleep(delay)
 
     async def _exchange(
-        self, method: str, path: str, params: Mapping[str, str] | None
+        self, method: str, path: str, params: Mapping[str, str] | None, read_timeout: float | None = None
     ) -> tuple[Response, Ticket | None]:
         async with self._slots:
             pacer = self.pacer(path)
@@ -374,7 +387,8 @@ class HttpClient:
                 self.in_flight += 1
                 self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
                 try:
-                    response = await self.send_once(method, path, params=params, headers=headers)
+                    response = await self.send_once(method, path, params=params, headers=headers,
+                                                    read_timeout=read_timeout)
                 finally:
                     self.in_flight -= 1
             except BaseException:

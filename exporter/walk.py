@@ -19,7 +19,7 @@ from typing import Any
 
 from .checkpoint import merge_progress
 from .errors import DataError, HTTPError, RequestRejected, RetriesExhausted
-from .estimate import Coverage, count_done, id_span_covered
+from .estimate import Coverage, id_span_covered
 from .http import HttpClient, Response
 from .pagination import KeysetWalker, OffsetWalker, split_id_range
 
@@ -333,6 +333,11 @@ class OffsetLists:
     give_up_after: int = 5  # failed targets with no success at all before the walk gives up
     # a pull's --limit: targets one at a time in plan order, stopping once this many records came
     head: int | None = None
+    # slow targets (windowed reports): their own read timeout and attempts per request, and how
+    # to halve a target whose first page keeps timing out or failing with 5xx ([] = cannot)
+    read_timeout: float | None = None
+    attempts: int | None = None
+    split: Callable[[Target], list[Target]] | None = None
 
     async def run(
         self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
@@ -344,12 +349,13 @@ class OffsetLists:
             state["progress"] = {}
             state["failed"] = {}
         progress: dict[str, Any] = state["progress"]
-        todo = [Target(k, p, dict(q)) for k, p, q in state["targets"] if not progress.get(k, {}).get("done")]
+        leaves = split_leaves(state)
+        todo = [t for t in leaves if not progress.get(t.key, {}).get("done")]
         # lists done against lists planned; a single list (no count from the API) has no total
-        many = len(state["targets"]) > 1
+        many = len(leaves) > 1
         coverage.unit = "lists"
-        coverage.done = count_done(progress.values()) if many else 0
-        coverage.total = len(state["targets"]) if many else None
+        coverage.done = sum(1 for t in leaves if progress.get(t.key, {}).get("done")) if many else 0
+        coverage.total = len(leaves) if many else None
         coverage.planned = True
         workers = min(len(todo), 1 if self.head is not None else self.workers or client.settings.concurrency)
         next_index = 0
@@ -361,14 +367,26 @@ class OffsetLists:
                 target = todo[next_index]
                 next_index += 1
                 start = int(progress.get(target.key, {}).get("offset", 0))
+                pages = [0]
                 try:
-                    await self._walk(client, emit, target, start, tally)
+                    await self._walk(client, emit, target, start, tally, pages)
                     tally["ok"] += 1
                 except (RetriesExhausted, HTTPError) as exc:
                     if isinstance(exc, RequestRejected) or (isinstance(exc, HTTPError) and exc.status is None):
                         # not about this target: TLS, a bad base URL, or parameters the API refuses
                         # (the same for every target)
                         raise
+                    halves = self._halves(target, exc, start + pages[0])
+                    if halves:
+                        # checkpointed before the halves are walked: a resumed run walks them too
+                        split = {"split": {target.key: [[t.key, t.path, t.params] for t in halves]},
+                                 "progress": {target.key: {"done": True, "split": True}},
+                                 "failed": {target.key: None}}
+                        await emit(Page(self.stream, records=[], progress=split))
+                        todo.extend(halves)
+                        if coverage.total is not None:
+                            coverage.total += len(halves) - 1
+                        continue
                     tally["failed"] += 1
                     if tally["failed"] >= self.give_up_after and not tally["ok"]:
                         raise  # nothing works at all: stop instead of failing every target slowly
@@ -381,17 +399,32 @@ class OffsetLists:
                 for _ in range(workers):
                     group.create_task(worker())
 
-    async def _walk(self, client: HttpClient, emit: Emit, target: Target, offset: int, tally: dict[str, int]) -> None:
+    def _halves(self, target: Target, exc: Exception, offset: int) -> list[Target]:
+        """The halves of a target whose first page failed with a timeout, a dropped connection or
+        5xx (a 429 says nothing about its size). A target part-way done is not split: its rows so
+        far are written, and the halves would repeat them; a rerun resumes it at its offset."""
+        if self.split is None or offset:
+            return []
+        cause = exc.__cause__ if isinstance(exc, RetriesExhausted) else exc
+        status = cause.status if isinstance(cause, HTTPError) else None
+        if status is not None and status < 500:
+            return []
+        return self.split(target)
+
+    async def _walk(self, client: HttpClient, emit: Emit, target: Target, offset: int, tally: dict[str, int],
+                    pages: list[int]) -> None:
         size = self.page_size if self.head is None else max(1, min(self.page_size, self.head))
         walker = OffsetWalker(size, offset=offset)
         while not walker.done:
             params = {**target.params, **walker.next_params()}
-            records = await client.request("GET", target.path, params=params, decode=self.decode)
+            records = await client.request("GET", target.path, params=params, decode=self.decode,
+                                           read_timeout=self.read_timeout, max_attempts=self.attempts)
             keep = walker.update([self.id_of(r) for r in records])
             kept = records if len(keep) == len(records) else [records[i] for i in keep]
             if self.head is not None:
                 kept = kept[: self.head - tally["rows"]]
             tally["rows"] += len(kept)
+            pages[0] = walker.offset - offset
             done = {"offset": walker.offset, "done": walker.done}
             update: dict[str, Any] = {"progress": {target.key: done}}
             if walker.done:
@@ -399,6 +432,19 @@ class OffsetLists:
             await emit(Page(self.stream, records=kept, progress=update))
             if self.head is not None and tally["rows"] >= self.head:
                 return
+
+
+def split_leaves(state: dict[str, Any]) -> list[Target]:
+    """The targets still to walk or walked: planned ones, each split one replaced by its halves
+    (recursively), in plan order."""
+    splits: dict[str, list[list[Any]]] = state.get("split", {})
+
+    def expand(key: str, path: str, params: dict[str, str]) -> list[Target]:
+        if key in splits:
+            return [t for k, p, q in splits[key] for t in expand(k, p, dict(q))]
+        return [Target(key, path, dict(params))]
+
+    return [t for k, p, q in state.get("targets", []) for t in expand(k, p, dict(q))]
 
 
 def failed_targets(state: dict[str, Any]) -> dict[str, str]:

@@ -251,9 +251,9 @@ def te_client(url: str) -> HttpClient:
 
 
 def test_a_fan_out_says_it_has_no_total_until_its_parent_walk_is_done() -> None:
-    source = te_source()
-    streams = {s.name: s for s in source.streams()}
-    operations = streams["account_operations"].walk
+    from exporter.sources.traderevolution import per_account_operations
+
+    operations = per_account_operations(te_source())  # the fan-out route (operations_route)
     assert isinstance(operations, OffsetLists)
     during_plan: list[Reading] = []
     coverage = Coverage()

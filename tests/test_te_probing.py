@@ -35,7 +35,8 @@ def te_env(base_url: str) -> dict[str, str]:
 def operations_job(**settings: object):
     # 20 users (~40 accounts) x 3 windows: ~120 /accountOperations requests
     source = {"datasets": ["account_operations"], "concurrency": CONCURRENCY, "since": SINCE.isoformat(),
-              "until": SIM_START.isoformat(), "operations_window_days": 30, **settings}
+              "until": SIM_START.isoformat(), "operations_window_days": 30,
+              "operations_route": "per_account", **settings}  # a fan-out: many requests to pace
     return make_job({"traderevolution": source}, name="probing")
 
 

@@ -40,6 +40,8 @@ def te_job(**settings: object):
         "until": SIM_START.isoformat(),
         "window_days": 30,
         "operations_window_days": 120,
+        # these tests are about the per-account fan-out; the report route: test_te_operations_route.py
+        "operations_route": "per_account",
         **settings,
     }
     return make_job({"traderevolution": source}, name="te")

@@ -87,8 +87,9 @@ def nicosia(tmp_path_factory: pytest.TempPathFactory):
     output = tmp_path_factory.mktemp("te-nicosia")
     config = sim_config(report_timezone=NICOSIA, events_at=(*EXACT, *SECOND_PASS, OUTSIDE))
     with te_simulator(config) as (url, simulator):
-        run(te_job(datasets=["accounts", "account_operations", "trades"], report_timezone=NICOSIA),
-            output, te_env(url))
+        # the per-account list: its epoch-ms instants against the report's wall-clock cells
+        run(te_job(datasets=["accounts", "account_operations", "trades"], report_timezone=NICOSIA,
+                   operations_route="per_account"), output, te_env(url))
         instants = simulator.expected_trade_instants(ms(SINCE), ms(SIM_START))
         operations = simulator.expected_account_operations(ms(SINCE), ms(SIM_START))
         headers, rows = simulator.expected_report("Trades Report", ms(SINCE), ms(SIM_START))
@@ -145,7 +146,7 @@ def test_operations_keep_their_epoch_instants_across_both_changes(nicosia) -> No
 def test_each_manifest_records_the_zone(nicosia) -> None:
     output, *_ = nicosia
     for dataset in ("accounts", "account_operations", "trades"):
-        assert manifest(output, dataset)["source_settings"] == {"report_timezone": NICOSIA}
+        assert manifest(output, dataset)["source_settings"]["report_timezone"] == NICOSIA
 
 
 def test_a_time_the_zone_skips_is_rejected_with_its_reason(tmp_path: Path) -> None:

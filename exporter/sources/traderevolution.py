@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -31,10 +31,11 @@ import msgspec
 import pyarrow as pa
 
 from ..errors import AuthError, ConfigError, DataError
+from ..estimate import Coverage
 from ..http import ClientSettings, HttpClient, ProbeSettings, Response
 from ..jobs import SourceOptions, option
-from ..schema import Column, RecordSchema, sanitize_column_names, time_zone
-from ..walk import OffsetLists, Page, Target
+from ..schema import Column, RecordSchema, parse_timestamp, sanitize_column_names, time_zone
+from ..walk import Emit, OffsetLists, Page, RecordsDecoder, Target
 from .base import Connection, Dataset, Projection, Source, StreamDef, Walk, as_is, stamped
 from .canonical import BALANCE_COLUMNS, EQUITY_COLUMNS, canonical_table
 
@@ -52,6 +53,11 @@ LOGIN_FAILURES = frozenset({"1.2.0.11", "2.0.2.4"})
 
 STATEMENT_REPORT = "Account Statement Report"
 TRADES_REPORT = "Trades Report"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+OPERATIONS_REPORT = "Account operation report (settled and unsettled)"
+# the report names the kind of an operation; the list route gives its id (contract 5.3)
+OPERATION_TYPE_IDS = {"trading": 1, "deposit": 2, "withdrawal": 3, "adjustment": 12, "dividends": 13,
+                      "transfer": 17}
 
 ACCOUNT = RecordSchema(
     "traderevolution account",
@@ -447,6 +453,14 @@ class TraderEvolutionOptions(SourceOptions):
     report_datetime_format: str = option("dd.MM.yyyy HH:mm:ss", "how this server formats report times")
     # the contract leaves the zone of report cells undocumented; many back offices run on local time
     report_timezone: str = option("UTC", "IANA zone report times are written in", check=time_zone)
+    operations_route: str = option(
+        "auto", "account_operations from the operations report (one walk of date windows) or per account; "
+        "auto: the report when GET /reports lists it", choices=("auto", "report", "per_account"))
+    operations_report_window_days: int = option(7, "date window of one operations report walk", minimum=1)
+    # heavy reports can think for minutes before the first byte (contract 5.4)
+    report_timeout_seconds: float = option(300.0, "read timeout of one report request", minimum=1)
+    report_attempts: int = option(3, "sends of one report page before its window is split in half", minimum=1)
+    report_split_depth: int = option(5, "how many times a slow report window may be halved", minimum=0)
     block_wait_seconds: float = option(12.0, "pause after a blocked token (429 2.147.1.27 after a wait)", minimum=0)
     verify_tls: bool = option(True, "false accepts self-signed certificates (demo servers only)")
     ca_bundle: str = option("", "PEM file with the CA of a self-signed server")
@@ -477,16 +491,106 @@ def _statement(source: TraderEvolutionSource) -> Walk:
 
 
 def _operations(source: TraderEvolutionSource) -> Walk:
+    return OperationsRoute(source)
+
+
+def per_account_operations(source: TraderEvolutionSource) -> OffsetLists:
     # per account, ids ascend with time: one account's windows in order are in id order, many
     # accounts' are not (a --limit then fetches them all and keeps the first N ids)
     one_account = "accountId" in source.spec.filters
     return source.offset_lists("account_operations", source.operations_plan, "id", ordered=one_account)
 
 
+def _report_operations(source: TraderEvolutionSource, accounts: dict[str, int | None]) -> OffsetLists:
+    # operation ids ascend with time and the windows go forward in time
+    plan = source.report_plan(OPERATIONS_REPORT, source.options.operations_report_window_days)
+    return source.report_lists("account_operations", plan, "id", decode=operations_from_report(source, accounts))
+
+
 def _trades(source: TraderEvolutionSource) -> Walk:
     # trade ids ascend with time and the windows go forward in time
-    return source.offset_lists("trades", source.report_plan(TRADES_REPORT, source.options.window_days), "tradeid",
-                               ordered=True, decode=decode_report)
+    return source.report_lists("trades", source.report_plan(TRADES_REPORT, source.options.window_days), "tradeid",
+                               decode=decode_report)
+
+
+class OperationsRoute:
+    """``account_operations`` by the route the job asks for, or (auto) the operations report when
+    this user can see it: one walk of date windows instead of a request per account. The choice
+    is kept in the checkpoint (a resumed run goes on the same way) and named in the manifest."""
+
+    def __init__(self, source: TraderEvolutionSource) -> None:
+        self.source = source
+
+    async def run(self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
+                  ) -> None:
+        source = self.source
+        if "route" not in state and "targets" in state:  # a checkpoint from before the choice existed
+            state["route"], state["why"] = "per_account", "resumed a per-account walk"
+        if "route" not in state:
+            state["route"], state["why"] = await source.choose_operations_route(client)
+        source.operations_choice = {"operations_route": state["route"], "operations_route_why": state["why"]}
+        if state["route"] == "per_account":
+            await per_account_operations(source).run(client, emit, state, coverage)
+            return
+        # the report names accounts, the table keys them by id: the names of every account
+        # (one /accounts walk, a page per 1,000 accounts), also on a resumed run
+        accounts = await source.account_names(client)
+        await _report_operations(source, accounts).run(client, emit, state, coverage)
+
+
+def operations_from_report(source: TraderEvolutionSource, accounts: dict[str, int | None]) -> RecordsDecoder:
+    """Report 150 rows as the records ``GET /accountOperations`` serves, so both routes give one
+    table: the account name becomes its id, the kind's name its id, time cells epoch ms, and an
+    id of 0 (no order, position or trade) null."""
+
+    def moment(value: Any) -> int | None:
+        if value is None or value == "":
+            return None
+        try:
+            moment = parse_timestamp(value, source.time_format, source.report_zone)
+        except ValueError:
+            return None  # a wall-clock time the zone skips names no instant
+        # integer maths: a float timestamp x 1000 can land a millisecond short
+        return (moment - EPOCH) // timedelta(milliseconds=1)
+
+    def ref(value: Any) -> Any:
+        return None if value == 0 or value == "" else value
+
+    def decode(response: Response) -> list[dict[str, Any]]:
+        out = []
+        for row in decode_report(response):
+            name = row.get("account")
+            if name not in accounts:
+                raise DataError(f"operations report names account {name!r}, which /accounts does not list")
+            account = accounts[name]
+            if account is None:
+                raise DataError(f"operations report names account {name!r}, a name several accounts share")
+            kind = row.get("operationtype")
+            out.append({
+                "id": row.get("accountoperationid"), "accountId": account,
+                "operationTypeId": OPERATION_TYPE_IDS.get(str(kind).strip().lower()) if kind else None,
+                "amount": row.get("value"), "currency": row.get("currency"), "balance": row.get("balance"),
+                "createdAt": moment(row.get("createdat")), "valueDate": moment(row.get("valuedate")),
+                "frontendComment": row.get("comments"), "orderId": ref(row.get("orderid")),
+                "positionId": ref(row.get("positionid")), "tradeId": ref(row.get("tradeid")),
+            })
+        return out
+
+    return decode
+
+
+def halve_window(depth: int) -> Callable[[Target], list[Target]]:
+    """Split a report window in two (keys ``<key>/0`` and ``<key>/1``), at most ``depth`` times."""
+
+    def split(target: Target) -> list[Target]:
+        start, end = int(target.params["startDate"]), int(target.params["endDate"])
+        if target.key.count("/") >= depth or end - start < 2:
+            return []
+        middle = (start + end) // 2
+        return [Target(f"{target.key}/0", target.path, {**target.params, "endDate": str(middle)}),
+                Target(f"{target.key}/1", target.path, {**target.params, "startDate": str(middle + 1)})]
+
+    return split
 
 
 def _statement_schema(source: TraderEvolutionSource) -> RecordSchema:
@@ -522,6 +626,7 @@ class TraderEvolutionSource(Source):
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
+        self.operations_choice: dict[str, str] = {}
         self._report_ids: dict[str, int] = {}
         self._report_lock = asyncio.Lock()
         self.now: datetime | None = None
@@ -561,7 +666,7 @@ class TraderEvolutionSource(Source):
 
     def manifest_extra(self) -> dict[str, Any]:
         """Recorded in each manifest: the zone report times were read in."""
-        return {"report_timezone": self.options.report_timezone}
+        return {"report_timezone": self.options.report_timezone, **self.operations_choice}
 
     # -- what to fetch ----------------------------------------------------------------------
     def offset_lists(self, stream: str, plan: Callable[[HttpClient], Any], key: str, *, ordered: bool,
@@ -570,6 +675,40 @@ class TraderEvolutionSource(Source):
         id order, one target at a time until N records came."""
         head = self.spec.limit if ordered else None
         return OffsetLists(stream, plan, decode, _id(key), self.spec.page_size, head=head)
+
+    def report_lists(self, stream: str, plan: Callable[[HttpClient], Any], key: str,
+                     decode: Callable[[Response], list[dict[str, Any]]]) -> OffsetLists:
+        """A windowed report: its own read timeout and attempts, and a window that keeps timing
+        out or failing with 5xx is halved (``report_split_depth`` times at most)."""
+        walk = self.offset_lists(stream, plan, key, ordered=True, decode=decode)
+        options = self.options
+        return replace(walk, read_timeout=float(options.report_timeout_seconds), attempts=options.report_attempts,
+                       split=halve_window(options.report_split_depth))
+
+    async def choose_operations_route(self, client: HttpClient) -> tuple[str, str]:
+        """(route, why): the job's choice, or auto's reason."""
+        chosen = self.options.operations_route
+        filters = self.spec.filters
+        if chosen != "auto":
+            if chosen == "report" and "operationTypeId" in filters:
+                raise ConfigError("operationTypeId is not a report filter: set operations_route = \"per_account\"")
+            return chosen, f"operations_route = {chosen!r} in the job"
+        if filters:
+            return "per_account", "auto: a filtered pull (the per-account list takes accountId and operationTypeId)"
+        listing = await client.request("GET", "/reports", params={"name": OPERATIONS_REPORT}, decode=decode_records)
+        if any(r.get("name") == OPERATIONS_REPORT for r in listing):
+            return "report", f"auto: GET /reports lists {OPERATIONS_REPORT!r}"
+        return "per_account", f"auto: GET /reports does not list {OPERATIONS_REPORT!r} for this user"
+
+    async def account_names(self, client: HttpClient) -> dict[str, int | None]:
+        """accountName -> id of every account; None for a name several accounts share."""
+        names: dict[str, int | None] = {}
+        async for page in self._account_pages(client):
+            for record in page:
+                name, account = record.get("accountName"), record.get("id")
+                if isinstance(name, str) and isinstance(account, int):
+                    names[name] = account if names.get(name, account) == account else None
+        return names
 
     def _until(self) -> datetime:
         until = self.options.until
@@ -620,6 +759,11 @@ class TraderEvolutionSource(Source):
 
     async def _account_ids(self, client: HttpClient) -> list[int]:
         ids: list[int] = []
+        async for page in self._account_pages(client):
+            ids.extend(int(r["id"]) for r in page if isinstance(r.get("id"), int))
+        return ids
+
+    async def _account_pages(self, client: HttpClient) -> AsyncIterator[list[dict[str, Any]]]:
         offset = 0
         while True:
             page = await client.request(
@@ -628,10 +772,10 @@ class TraderEvolutionSource(Source):
                 params={"limit": str(self.spec.page_size), "offset": str(offset)},
                 decode=decode_records,
             )
-            ids.extend(int(r["id"]) for r in page if isinstance(r.get("id"), int))
+            yield page
             offset += len(page)
             if len(page) < self.spec.page_size:
-                return ids
+                return
 
 
 def _url_only(url: str) -> str:

@@ -40,6 +40,12 @@ class TraderEvolutionSimConfig:
     latency_ms: float = 0
     latency_jitter_ms: float = 0
     report_latency_ms_per_1000_rows: float = 0
+    # simulator-only, a heavy report: latency grows with the rows of the whole window (before
+    # paging, as a database query does), and a window of more rows than this answers 504 (0: off)
+    report_window_latency_ms_per_1000_rows: float = 0
+    report_max_window_rows: int = 0
+    # simulator-only: reports this user's permissions hide (not listed, and 404 when run)
+    hidden_reports: tuple[str, ...] = ()
     error_rate: float = 0.0
     fail_every_n: int = 0
     rate_limit_rps: float = 3
@@ -62,6 +68,7 @@ class TraderEvolutionSimConfig:
         self.accounts_per_user = tuple(self.accounts_per_user)  # type: ignore[assignment]
         self.fault_kinds = tuple(self.fault_kinds)
         self.events_at = tuple(self.events_at)
+        self.hidden_reports = tuple(self.hidden_reports)
         low, high = self.accounts_per_user
         checks = [
             (0 <= low <= high, "accounts_per_user must be (min, max) with 0 <= min <= max"),

@@ -228,13 +228,13 @@ class Api:
             raise ApiError(406)
         wanted = {n.strip() for n in names.split(",")} if names else None
         items = [{"name": name, "id": rid} for name, rid in self._report_ids.items()
-                 if wanted is None or name in wanted]
+                 if (wanted is None or name in wanted) and name not in self.config.hidden_reports]
         items.sort(key=lambda r: r[field_name], reverse=sort.startswith("-"))
         return self._list_reply(items)
 
     def _h_run_report(self, ctx: Ctx) -> Reply:
         spec = self._spec_by_id.get(self._path_id(ctx))
-        if spec is None:
+        if spec is None or spec.name in self.config.hidden_reports:
             raise ApiError(404)
         p = self._params(ctx)
         start, end = p.dates()
@@ -247,6 +247,8 @@ class Api:
             accounts = self.world.filter_accounts(account_id, login)
             query = self._reports.query(start, end, accounts, asset_name, self._clock())
             items = self._reports.items(spec, query)
+            if not spec.snapshot and 0 < self.config.report_max_window_rows < len(items):
+                raise ApiError(504)  # the proxy in front of a heavy query gave up
             rows = [self._reports.row(spec, it, query) for it in page_of(items, offset, limit)]
             all_rows = [self._reports.row(spec, it, query) for it in items] if with_total else []
         headers = [c for c, _ in spec.columns]
@@ -261,6 +263,8 @@ class Api:
         if with_total:
             payload["total"] = Reports.totals(spec, all_rows) + [None] * (len(headers) - len(spec.columns))
         delay = self.config.report_latency_ms_per_1000_rows * len(rows) / 1_000_000
+        if not spec.snapshot:
+            delay += self.config.report_window_latency_ms_per_1000_rows * len(items) / 1_000_000
         return Reply(payload=payload, extra_delay_s=delay)
 
     def _h_error_info(self, ctx: Ctx) -> Reply:
