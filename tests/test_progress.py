@@ -611,5 +611,5 @@ def test_the_terminal_shows_percent_and_time_left_mid_run(tmp_path: Path) -> Non
     mid = [row for row in rows if re.search(r"~(\d+\.\d)%.*records .* rec/s (\d+:\d\d:\d\d) left", row)]
     assert mid, "\n".join(rows)
     percents = [float(re.search(r"~(\d+\.\d)%", row).group(1)) for row in mid]  # type: ignore[union-attr]
-    assert all(0 < p < 100 for p in percents) and percents == sorted(percents)
+    assert all(0 <= p < 100 for p in percents) and percents == sorted(percents) and percents[-1] > 0
     assert "100.0%" in rows[-1] and "3,000 records" in rows[-1] and "done in" in rows[-1]
