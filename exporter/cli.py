@@ -276,6 +276,8 @@ def demo_job(accounts: int) -> JobSpec:
         "sources": {
             "tradesync": {
                 "concurrency": 8,
+                # every dataset, balance history too (one request per account: a fan-out)
+                "datasets": ["accounts", "balances", "equity", "trades", "balance_history"],
                 "sandbox": {"accounts": accounts, "trades_per_account": 20, "rate_limit_rps": 0},
             },
             "traderevolution": {

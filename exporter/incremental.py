@@ -16,6 +16,7 @@ written (:func:`written_rows`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import date, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -118,3 +119,48 @@ def written_rows(table: pa.Table, state_filter: str, after: int | None) -> pa.Ta
     if state_filter == "open" and after is not None:
         keep = pc.or_(keep, pc.less_equal(table.column("id"), after))
     return table.filter(pc.fill_null(keep, False))
+
+
+# ---- a cursor on dates (balance history: daily rows per account, the last day may still change)
+#
+#     {"key": "balance_history", "last_date": "2025-02-03", "run_id": "…"}
+
+
+def history_start(previous: Mapping[str, Any] | None, overlap_days: int) -> date | None:
+    """The first day an incremental history run fetches: the day after the last published one,
+    moved back ``overlap_days`` (1: the last published day again, which may have changed since).
+    No cursor: None (the job's ``history_days`` / ``history_since`` decide)."""
+    last = (previous or {}).get("last_date")
+    if not last:
+        return None
+    return date.fromisoformat(str(last)) + timedelta(days=1 - overlap_days)
+
+
+def seed_history(previous: Mapping[str, Any] | None, overlap_days: int) -> dict[str, Any]:
+    """The starting walk state of an incremental history run: where it starts, and the previous
+    last date (kept by the next cursor when this run sees no day at all)."""
+    start = history_start(previous, overlap_days)
+    if start is None:
+        return {}
+    return {"since": start.isoformat(), "previous_last_date": str(previous["last_date"])}  # type: ignore[index]
+
+
+def observe_dates(progress: Mapping[str, Any], table: pa.Table) -> dict[str, Any]:
+    """A page's progress plus its latest date, as a key (merged progress accumulates the set of
+    distinct latest dates: a few dozen at most, whatever the number of accounts)."""
+    if table.num_rows == 0:
+        return dict(progress)
+    latest = pc.max(table.column("date")).as_py()
+    if latest is None:
+        return dict(progress)
+    return {**progress, "dates": {latest.isoformat(): True}}
+
+
+def history_cursor(key: str, walk_state: Mapping[str, Any]) -> dict[str, Any]:
+    """The cursor after a history run: the latest date any durable page held (or the previous
+    cursor's, when no row arrived)."""
+    seen = list(walk_state.get("dates", {}))
+    previous = walk_state.get("previous_last_date")
+    if previous:
+        seen.append(str(previous))
+    return {"key": key, "last_date": max(seen, default=None)}

@@ -309,7 +309,7 @@ def _parse_source(name: str, kind: str, table: dict[str, Any], source_cls: Any, 
                            f"capital letters, digits and '_', starting with a letter (e.g. \"EU_TS\"), "
                            f"got {env_prefix!r}")
     all_datasets = tuple(source_cls.DATASETS)
-    datasets = table.get("datasets", list(all_datasets))
+    datasets = table.get("datasets", list(getattr(source_cls, "DEFAULT_DATASETS", all_datasets)))
     if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
         raise JobFileError(f"{where}: key '{prefix}datasets' must be a non-empty list of names")
     for d in datasets:

@@ -21,7 +21,6 @@ from .checkpoint import merge_progress
 from .errors import IncompleteRun
 from .estimate import Coverage
 from .http import HttpClient
-from .incremental import with_observation
 from .progress import Reporter
 from .schema import Converted, PageConverter
 from .sink import DatasetSink
@@ -75,7 +74,7 @@ class StreamPipeline:
 
         def write(page: Page, converted: Converted) -> None:
             if stream.incremental:  # what the walk saw (every row, before any filter) moves the cursor
-                page.progress = with_observation(page.progress, converted.table)
+                page.progress = stream.observe(page.progress, converted.table)
             for sink, project in zip(sinks, stream.outputs.values(), strict=True):
                 sink.add(project(converted.table, page), converted, page)
 

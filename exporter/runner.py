@@ -27,7 +27,7 @@ from .commit import CURSOR, Committer, PartitionPlan
 from .drift import DriftRules
 from .errors import CheckpointError, ExporterError, Interrupted, name_source
 from .http import HttpClient
-from .incremental import cursor_after_walk, pick_latest, seed_walk_state
+from .incremental import pick_latest
 from .jobs import JobSpec
 from .lease import RunLease
 from .manifest import DatasetResult, RunInfo, build_manifest
@@ -323,10 +323,11 @@ class Run:
         if stream.incremental and "seeded" not in state:
             previous = find_cursor(self.storage, join(source.name, stream.folder(next(iter(stream.outputs)))),
                                    stream.incremental)
-            state["walk"] = seed_walk_state(previous)
+            state["walk"] = stream.seed(previous)
             if previous is not None:
-                log.info("%s: incremental from id %s, refreshing %d open trades", stream_key,
-                         previous["last_id"], len(previous["open_ids"]))
+                log.info("%s: incremental from %s", stream_key,
+                         ", ".join(f"{k} {len(v) if isinstance(v, list) else v}" for k, v in previous.items()
+                                   if k not in ("key", "run_id")))
             state["seeded"] = True
         return StreamPipeline(
             key=stream_key,
@@ -379,11 +380,10 @@ class Run:
                 documents: dict[str, Any] = {}
                 if stream.incremental:
                     walk = checkpoint.streams.get(stream_key, {}).get("walk", {})
-                    cursor = cursor_after_walk(stream.incremental, walk)
+                    cursor = stream.cursor(stream.incremental, walk)
                     documents[CURSOR] = cursor | {"run_id": checkpoint.run_id}
-                    manifest = manifest | {
-                        "incremental": {result.dataset: cursor | {"open_ids": len(cursor["open_ids"])}}
-                    }
+                    manifest = manifest | {"incremental": {result.dataset: {
+                        k: len(v) if isinstance(v, list) else v for k, v in cursor.items()}}}
                 documents["_manifest.json"] = manifest
                 folder = stream.folder(result.dataset)
                 table = None if self.tables is None else table_spec(

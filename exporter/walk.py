@@ -338,6 +338,9 @@ class OffsetLists:
     read_timeout: float | None = None
     attempts: int | None = None
     split: Callable[[Target], list[Target]] | None = None
+    # lists paged by an exclusive ``last_id`` cursor instead (Tradesync's per-account dailies):
+    # raw objects kept exact, each target's cursor checkpointed in place of its offset
+    keyset: KeysetDecoder | None = None
 
     async def run(
         self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
@@ -369,7 +372,11 @@ class OffsetLists:
                 start = int(progress.get(target.key, {}).get("offset", 0))
                 pages = [0]
                 try:
-                    await self._walk(client, emit, target, start, tally, pages)
+                    if self.keyset is not None:
+                        await self._walk_keyset(client, emit, target, progress.get(target.key, {}).get("cursor"),
+                                                self.keyset, tally, pages)
+                    else:
+                        await self._walk(client, emit, target, start, tally, pages)
                     tally["ok"] += 1
                 except (RetriesExhausted, HTTPError) as exc:
                     if isinstance(exc, RequestRejected) or (isinstance(exc, HTTPError) and exc.status is None):
@@ -432,6 +439,22 @@ class OffsetLists:
             await emit(Page(self.stream, records=kept, progress=update))
             if self.head is not None and tally["rows"] >= self.head:
                 return
+
+    async def _walk_keyset(self, client: HttpClient, emit: Emit, target: Target, cursor: int | None,
+                           decode: KeysetDecoder, tally: dict[str, int], pages: list[int]) -> None:
+        walker = KeysetWalker(self.page_size, cursor=cursor)
+        while not walker.done:
+            params = {**target.params, **walker.next_params()}
+            page = await client.request("GET", target.path, params=params, decode=decode,
+                                        read_timeout=self.read_timeout, max_attempts=self.attempts)
+            keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
+            objects, ids = page.objects[keep.start : keep.stop], page.ids[keep.start : keep.stop]
+            tally["rows"] += len(objects)
+            pages[0] += 1
+            update: dict[str, Any] = {"progress": {target.key: {"cursor": walker.cursor, "done": walker.done}}}
+            if walker.done:
+                update["failed"] = {target.key: None}
+            await emit(Page(self.stream, objects=objects, ids=ids, progress=update))
 
 
 def split_leaves(state: dict[str, Any]) -> list[Target]:

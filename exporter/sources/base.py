@@ -23,6 +23,7 @@ import pyarrow as pa
 from ..errors import AuthError
 from ..estimate import Coverage
 from ..http import Auth, ClientSettings, HttpClient, Response, RetryPolicy
+from ..incremental import cursor_after_walk, seed_walk_state, with_observation
 from ..jobs import SourceOptions, SourceSpec
 from ..schema import RecordSchema
 from ..walk import Emit, Page
@@ -50,6 +51,11 @@ class Stream:
     text_cells: bool = False
     # incremental streams: the cursor key (filters included) and where each run's rows go
     incremental: str | None = None
+    # how an incremental stream's cursor works (default: ids, as for trades): the walk state a
+    # published cursor seeds, what each written page adds to the walk state, and the next cursor
+    seed: Callable[[dict[str, Any] | None], dict[str, Any]] = seed_walk_state
+    observe: Callable[[dict[str, Any], pa.Table], dict[str, Any]] = with_observation
+    cursor: Callable[[str, dict[str, Any]], dict[str, Any]] = cursor_after_walk
 
     def folder(self, dataset: str) -> str:
         """The dataset's folder: incremental tables are kept apart from snapshots."""
@@ -69,6 +75,8 @@ class Dataset:
     name: str
     feed: Feed
     key: str = "id"
+    # exported when a job names no datasets (a costly extra such as balance history is asked for)
+    default: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,8 @@ class StreamDef:
     text_cells: bool = False
     when: Callable[[Any], bool] = lambda source: True
     incremental: Callable[[Any], str | None] = lambda source: None
+    # an incremental stream whose cursor is not an id (balance history: a date), given the source
+    cursor_kind: Callable[[Any], Any] | None = None
 
 
 @dataclass
@@ -135,6 +145,7 @@ class Source:
     kind: ClassVar[str]
     STREAMS: ClassVar[tuple[StreamDef, ...]]
     DATASETS: ClassVar[tuple[str, ...]]  # derived from STREAMS, in their order
+    DEFAULT_DATASETS: ClassVar[tuple[str, ...]]  # those a job without ``datasets`` exports
     Options: ClassVar[type[SourceOptions]] = SourceOptions
     ENV_PREFIX: ClassVar[str]  # TRADESYNC: credentials from TRADESYNC_API_KEY, ...
     # credential -> the variable's suffix (PREFIX_SUFFIX), in the order messages name them
@@ -149,6 +160,7 @@ class Source:
         super().__init_subclass__(**kwargs)
         if "STREAMS" in cls.__dict__:
             cls.DATASETS = tuple(dict.fromkeys(d.name for s in cls.STREAMS for d in s.datasets))
+            cls.DEFAULT_DATASETS = tuple(dict.fromkeys(d.name for s in cls.STREAMS for d in s.datasets if d.default))
 
     def __init__(self, spec: SourceSpec) -> None:
         self.spec = spec
@@ -250,6 +262,7 @@ class Source:
             if not wanted or not definition.when(self):
                 continue
             schema = definition.schema if isinstance(definition.schema, RecordSchema) else definition.schema(self)
+            kind = {} if definition.cursor_kind is None else definition.cursor_kind(self)
             yield Stream(
                 definition.name,
                 schema,
@@ -258,4 +271,5 @@ class Source:
                 null_tokens=definition.null_tokens,
                 text_cells=definition.text_cells,
                 incremental=definition.incremental(self),
+                **kind,
             )

@@ -6,6 +6,9 @@ Streams:
 - ``/trades`` feeds ``trades``: one global keyset walk split into parallel id ranges. Per-account
   fan-out would cost at least one request per account (25,000 accounts: 25,000 requests); the
   global walk costs one request per 1,000 trades (200 trades per account: 5,000 requests).
+- ``/analyses/{account_id}/dailies`` feeds ``balance_history`` (asked for by name: it costs a
+  request per account, the API has no bulk route for it): a fan-out over the account ids, which
+  a keyset walk of ``/accounts`` lists first (one request per 1,000 accounts).
 """
 
 from __future__ import annotations
@@ -15,19 +18,32 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
 import pyarrow as pa
 
 from ..errors import DataError
+from ..estimate import Coverage
 from ..http import HttpClient, Response
-from ..incremental import cursor_key, written_rows
+from ..incremental import cursor_key, history_cursor, observe_dates, seed_history, written_rows
 from ..jobs import SourceOptions, option
+from ..pagination import KeysetWalker
 from ..schema import RecordSchema, columns
-from ..walk import IdBatches, IncrementalCollection, KeysetCollection, KeysetHead, KeysetPage, Page
+from ..walk import (
+    Emit,
+    IdBatches,
+    IncrementalCollection,
+    KeysetCollection,
+    KeysetHead,
+    KeysetPage,
+    OffsetLists,
+    Page,
+    Target,
+)
 from .base import Connection, Dataset, Projection, Source, StreamDef, Walk, as_is, stamped
-from .canonical import BALANCE_COLUMNS, EQUITY_COLUMNS, canonical_table
+from .canonical import BALANCE_COLUMNS, EQUITY_COLUMNS, canonical_table, constant
 
 DEFAULT_BASE_URL = "https://api.tradesync.com"
 
@@ -56,6 +72,18 @@ TRADE = RecordSchema(
         "tick_size:decimal alt_tick_value:decimal profit_calc_mode:str"
     ),
 )
+
+# a daily item of /analyses/{account_id}/dailies (contract section 5; ``id`` is the paging cursor)
+DAILY = RecordSchema(
+    "tradesync daily",
+    columns(
+        "id:int account_id:int date:date running_balance:decimal profit_loss:decimal "
+        "running_profit_loss:decimal running_growth:decimal lots:decimal"
+    ),
+)
+HISTORY_COLUMNS = ("account_id", "date", "running_balance", "profit_loss", "running_profit_loss",
+                   "running_growth", "lots")
+HISTORY_FILTERS = {"account_id": "one account's history: account_id=1241400"}
 
 TRADE_FILTERS = {
     "account_id": "one account's trades: account_id=1241400",
@@ -180,6 +208,14 @@ class BasicAuth:
         return "BasicAuth(<redacted>)"
 
 
+def _check_day(text: str) -> None:
+    if text:
+        try:
+            date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"must be a date YYYY-MM-DD, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class TradesyncOptions(SourceOptions):
     parallel_walks: int = option(0, "id ranges walked at once per collection; 0 = auto", minimum=0)
@@ -189,8 +225,21 @@ class TradesyncOptions(SourceOptions):
         choices=("snapshot", "incremental"),
     )
 
+    history_days: int = option(90, "balance_history: the last N days, today included (unless history_since)",
+                               minimum=1)
+    history_since: str = option("", "balance_history: first day, YYYY-MM-DD (instead of history_days)",
+                                check=_check_day)
+    history_mode: str = option(
+        "snapshot", "balance_history: snapshot: the whole window each run; incremental: the days after the "
+        "last published one (plus history_overlap_days), one run_id partition per run",
+        choices=("snapshot", "incremental"),
+    )
+    history_overlap_days: int = option(1, "incremental balance_history: published days fetched again (the last "
+                                          "day may still change)", minimum=0)
+
     def for_pull(self) -> TradesyncOptions:
-        return replace(self, trades_mode="snapshot")  # a pull moves no cursor
+        # a pull moves no cursor
+        return replace(self, trades_mode="snapshot", history_mode="snapshot")
 
 
 def _keyset(source: TradesyncSource, stream: str, path: str, params: dict[str, str] | None = None) -> Walk:
@@ -235,6 +284,65 @@ def _incremental(source: TradesyncSource) -> bool:
     return source.options.trades_mode == "incremental"
 
 
+def _balance_history(source: TradesyncSource) -> Projection:
+    def project(table: pa.Table, page: Page) -> pa.Table:
+        arrays = [constant(source.name, table.num_rows), *(table.column(n) for n in HISTORY_COLUMNS)]
+        return pa.Table.from_arrays(arrays, names=["source", *HISTORY_COLUMNS])
+
+    return project
+
+
+def _no_records(response: Response) -> list[dict[str, Any]]:
+    raise TypeError("balance history pages are keyset pages")  # OffsetLists.keyset decodes them
+
+
+@dataclass
+class HistoryWalk:
+    """Every account's daily history: a fan-out of one keyset list per account (one request each
+    for up to 1,000 days), bounded by the client's concurrency and sharing its rate limit. The
+    plan lists the account ids with a keyset walk of ``/accounts``, reading ids only; the targets
+    (and their start date) go into the checkpoint, so a rerun fetches only the failed accounts."""
+
+    source: TradesyncSource
+
+    async def run(
+        self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
+    ) -> None:
+        source = self.source
+        # a seeded incremental run starts after its cursor; else the job's window
+        since = state.get("since") or source.history_start().isoformat()
+        state.setdefault("since", since)
+
+        async def plan(client: HttpClient) -> list[Target]:
+            one = source.spec.filters.get("account_id")
+            ids = [int(one)] if one else await self._account_ids(client)
+            return [Target(str(a), f"/analyses/{a}/dailies", {"start_date": since}) for a in ids]
+
+        lists = OffsetLists("balance_history", plan, _no_records, lambda r: r["id"], source.spec.page_size,
+                            head=source.spec.limit, keyset=decode_list_page)
+        await lists.run(client, emit, state, coverage)
+
+    async def _account_ids(self, client: HttpClient) -> list[int]:
+        ids: list[int] = []
+        walker = KeysetWalker(self.source.spec.page_size)
+        while not walker.done:
+            params = walker.next_params()
+            page = await client.request("GET", "/accounts", params=params, decode=decode_list_page)
+            keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
+            ids.extend(page.ids[keep.start : keep.stop])
+        return ids
+
+
+def _history_incremental(source: TradesyncSource) -> bool:
+    return source.options.history_mode == "incremental"
+
+
+def _history_cursor(source: TradesyncSource) -> dict[str, Any]:
+    overlap = source.options.history_overlap_days
+    return {"seed": lambda previous: seed_history(previous, overlap), "observe": observe_dates,
+            "cursor": history_cursor}
+
+
 class TradesyncSource(Source):
     kind = "tradesync"
     Options = TradesyncOptions
@@ -252,7 +360,26 @@ class TradesyncSource(Source):
                   when=lambda source: not _incremental(source)),
         StreamDef("trades", TRADE, _incremental_trades, (Dataset("trades", _written_trades),),
                   when=_incremental, incremental=lambda source: cursor_key("trades", source.options.trades_state)),
+        StreamDef("balance_history", DAILY, HistoryWalk,
+                  (Dataset("balance_history", _balance_history, key="account_id", default=False),),
+                  filters=HISTORY_FILTERS, when=lambda source: not _history_incremental(source)),
+        StreamDef("balance_history", DAILY, HistoryWalk,
+                  (Dataset("balance_history", _balance_history, key="account_id", default=False),),
+                  when=_history_incremental, incremental=lambda source: "balance_history",
+                  cursor_kind=_history_cursor),
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.now: datetime | None = None  # the simulator's clock in a sandbox
+
+    def history_start(self) -> date:
+        """The first day of ``balance_history`` without a cursor: ``history_since``, or the last
+        ``history_days`` days up to today (UTC)."""
+        if self.options.history_since:
+            return date.fromisoformat(self.options.history_since)
+        today = (self.now or datetime.now(UTC)).date()
+        return today - timedelta(days=self.options.history_days - 1)
 
     @contextmanager
     def sandbox(self) -> Iterator[Connection]:
@@ -261,6 +388,7 @@ class TradesyncSource(Source):
         settings = dict(self.spec.sandbox or {})
         with tradesync_simulator(TradesyncSimConfig(**settings)) as (base_url, simulator):
             key, secret = next(iter(simulator.config.api_keys.items()))
+            self.now = simulator.clock  # the simulator's clock is "today" for balance history
             yield Connection(base_url, {"key": key, "secret": secret})
 
     def auth(self, connection: Connection) -> BasicAuth:
