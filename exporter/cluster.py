@@ -79,13 +79,17 @@ class ClusterRun(Run):
         check_output_reachable(self.storage, cluster)
         self._client: Any = None
         self._futures: list[Any] = []
+        self._cancelling: asyncio.Future[Any] | None = None
         self._coverage: dict[str, Coverage] = {}
         self.unit_results: dict[str, dict[str, Any]] = {}  # unit key -> what its last attempt returned
+        self.plans: dict[str, UnitPlan] = {}  # unit key -> its task payload
         self.dashboard: str | None = None
 
     async def execute(self) -> RunResult:
         from distributed import Client, LocalCluster
 
+        if not log.isEnabledFor(logging.DEBUG):  # Dask's own INFO lines would drown the run's progress
+            logging.getLogger("distributed").setLevel(logging.WARNING)
         async with contextlib.AsyncExitStack() as stack:
             if self.cluster.workers:
                 local = await stack.enter_async_context(LocalCluster(
@@ -114,8 +118,8 @@ class ClusterRun(Run):
 
     def request_stop(self) -> None:
         super().request_stop()
-        for future in self._futures:
-            future.cancel()
+        if self._client is not None and self._futures:  # (called on the event loop: a signal handler)
+            self._cancelling = asyncio.ensure_future(self._client.cancel(list(self._futures)))
 
     # ---- hooks of Run
 
@@ -183,12 +187,16 @@ class ClusterRun(Run):
                 checkpoint_key=unit_checkpoint_key(self.committer.root, source.name, stream.name),
                 topic=self._topic,
             )
+            self.plans[stream_key] = plan
             future = self._client.submit(run_unit, plan, key=f"unit-{run_id}-{stream_key}", pure=False)
             self._futures.append(future)
             try:
                 outcome = await future
             except asyncio.CancelledError:
-                future.cancel()
+                # another unit failed or the run stops: this one must not keep writing (a rerun's
+                # unit of the same key takes over a task still running on its worker)
+                with contextlib.suppress(Exception):
+                    await self._client.cancel([future])
                 raise
             self.unit_results[stream_key] = outcome
             state.clear()

@@ -183,7 +183,7 @@ async def _run(plan: UnitPlan, env: dict[str, str]) -> dict[str, Any]:
             from .runner import _public_url, source_client
 
             client = source_client(source, connection)
-            client.on_pause = events.waiting
+            client.on_pause = lambda seconds, reason: events.waiting(source.name, seconds, reason)
             pipeline = StreamPipeline(
                 key=plan.key, stream=stream, state=state, sinks=sinks,
                 converter=PageConverter(stream.schema, schema_drift=plan.schema_drift, null_tokens=stream.null_tokens),
