@@ -92,8 +92,12 @@ class ClusterRun(Run):
             logging.getLogger("distributed").setLevel(logging.WARNING)
         async with contextlib.AsyncExitStack() as stack:
             if self.cluster.workers:
+                # a unit mostly waits on its API's rate limit: a worker runs its share of them at
+                # once (one thread each), or units would queue behind each other's limits
+                units = sum(len(s.streams()) for s in self.sources)
                 local = await stack.enter_async_context(LocalCluster(
-                    n_workers=self.cluster.workers, processes=True, threads_per_worker=1, asynchronous=True,
+                    n_workers=self.cluster.workers, processes=True, asynchronous=True,
+                    threads_per_worker=max(1, -(-units // self.cluster.workers)),
                     dashboard_address=":0", silence_logs=logging.WARNING,
                 ))
                 address: Any = local
