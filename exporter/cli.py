@@ -125,6 +125,12 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Continue the interrupted run (fail if none).")
 @click.option("--fresh", is_flag=True, help="Discard any interrupted run and start over.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Run the units on a local Dask cluster of N worker processes (pip install brokerexport[dask]).")
+@click.option("--cluster", "cluster_address", metavar="tcp://HOST:PORT",
+              help="Run the units on this Dask scheduler (default: the job's 'cluster' key).")
+@click.option("--shared-output", is_flag=True,
+              help="With --cluster: the local output folder is mounted at the same path on every worker.")
 @click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Prometheus text file written when the run ends (node_exporter's textfile collector).")
 @click.option("--summary", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -142,6 +148,9 @@ def run(
     resume: bool,
     fresh: bool,
     verbose: bool,
+    workers: int | None,
+    cluster_address: str | None,
+    shared_output: bool,
     metrics_file: Path | None,
     summary: str,
 ) -> None:
@@ -157,7 +166,12 @@ def run(
         )
     except JobFileError as exc:
         fail(str(exc), exc.exit_code)
+    if workers and cluster_address:
+        fail("--workers and --cluster exclude each other: --workers starts a local cluster, --cluster uses "
+             "an existing scheduler", 2)
     setup_logging(job.log_format, verbose)
+    scale = scale_out(workers, cluster_address if workers is None else None, job.cluster if workers is None else None,
+                      shared_output)
     out = output or job.output or "output"
     mode = "require" if resume else "fresh" if fresh else "auto"
     metrics = metrics_file or (Path(job.metrics_file) if job.metrics_file else None)
@@ -166,7 +180,7 @@ def run(
     outcome = RunOutcome(job.name)
     try:
         outcome.result = execute(job, out, mode, job.log_format, on_run=outcome.watch,
-                                 resume_hint=shlex.join([*given_command(ctx), "--resume"]))
+                                 resume_hint=shlex.join([*given_command(ctx), "--resume"]), scale=scale)
     finally:  # success or failure (fail() exits through here too)
         if metrics is not None:
             record_metrics(metrics, outcome)
@@ -214,14 +228,32 @@ def given_command(ctx: click.Context) -> list[str]:
     return words
 
 
+def scale_out(workers: int | None, address: str | None, job_address: str | None, shared: bool) -> Any:
+    """The cluster a run's units go to, or None: one process, and Dask is never imported."""
+    if not workers and not address and not job_address:
+        return None
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        fail("--workers and --cluster need Dask: pip install 'brokerexport[dask]'", 2)
+    from .cluster import ClusterOptions
+
+    return ClusterOptions(workers=workers, address=address or job_address, shared_output=shared)
+
+
 def execute(job: JobSpec, output: str | Path, resume: str, log_format: str,
-            on_run: Callable[[Run], None] | None = None, resume_hint: str = "") -> RunResult:
+            on_run: Callable[[Run], None] | None = None, resume_hint: str = "", scale: Any = None) -> RunResult:
     live = sys.stderr.isatty() and log_format == "text"
     reporter = Reporter(enabled=True, live=live)
     options = RunOptions(output=output, resume=resume, reporter=reporter, resume_hint=resume_hint)
 
     async def go() -> RunResult:
-        runner = Run(job, options)
+        if scale is None:
+            runner = Run(job, options)
+        else:
+            from .cluster import ClusterRun
+
+            runner = ClusterRun(job, options, scale)
         if on_run is not None:
             on_run(runner)
         loop = asyncio.get_running_loop()

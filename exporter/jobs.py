@@ -40,6 +40,8 @@ LOG_FORMATS = ("text", "json")
 FORMATS = ("parquet", "delta", "iceberg")
 # an environment variable prefix: EU_TS reads EU_TS_API_KEY, ...
 ENV_PREFIX = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+# a Dask scheduler: tcp://10.0.0.5:8786, tls://scheduler:8786
+DASK_ADDRESS = re.compile(r"(tcp|tls|ws|wss|ucx)://[^\s/]+:[0-9]{1,5}")
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ class JobSpec:
     format: str = "parquet"  # parquet (Hive folders), delta or iceberg (tables: exporter/tables.py)
     iceberg: dict[str, str] = field(default_factory=dict)  # the [iceberg] table: catalog properties
     metrics_file: str | None = None  # Prometheus text file written when a run ends
+    cluster: str | None = None  # a Dask scheduler the run's units go to (exporter/cluster.py)
 
     def fingerprint(self) -> str:
         """A hash of everything that decides *what* a run fetches and how rows are shaped.
@@ -221,7 +224,7 @@ def load_job(path: str | Path, registry: dict[str, Any]) -> JobSpec:
 def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobSpec:
     where = str(path)
     _no_unknown(raw, {"name", "output", "schema_drift", "log_format", "rows_per_file", "lease_ttl_seconds", "s3",
-                      "sources", "metrics_file", "format", "iceberg"}, where, "")
+                      "sources", "metrics_file", "format", "iceberg", "cluster"}, where, "")
     name = _get(raw, "name", str, where, "", default=path.stem)
     # the name is a folder (OUTPUT/_staging/<name>) that a run removes: '..' would be OUTPUT itself
     check_name(name, where, "key 'name'" if "name" in raw else "key 'name' (not set, so the file name)")
@@ -235,6 +238,10 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
     if metrics_file is not None and (not isinstance(metrics_file, str) or not metrics_file or "://" in metrics_file):
         raise JobFileError(f"{where}: key 'metrics_file' must be a local file path (e.g. /var/lib/node_exporter/"
                            f"textfile/nightly.prom), got {metrics_file!r}")
+    cluster = raw.get("cluster")
+    if cluster is not None and (not isinstance(cluster, str) or not DASK_ADDRESS.fullmatch(cluster)):
+        raise JobFileError(f"{where}: key 'cluster' must be a Dask scheduler address (tcp://HOST:PORT), "
+                           f"got {cluster!r}")
     lease_ttl = _get(raw, "lease_ttl_seconds", (int, float), where, "", default=60, minimum=2)
     s3 = raw.get("s3", {})
     if not isinstance(s3, dict):
@@ -275,6 +282,7 @@ def parse_job(raw: dict[str, Any], path: Path, registry: dict[str, Any]) -> JobS
         format=output_format,
         iceberg=iceberg,
         metrics_file=metrics_file,
+        cluster=cluster,
     )
 
 

@@ -157,6 +157,12 @@ class Run:
             requests=summary["requests"], resumed=summary["resumed"], recovered=True,
         )
 
+    def _check_credentials(self) -> None:
+        """Missing credentials fail here, before anything is left behind."""
+        for source in self.sources:
+            if source.spec.sandbox is None:
+                source.connection(self.options.env)
+
     def _open_checkpoint(self) -> Checkpoint:
         key = self.committer.checkpoint_key
         fingerprint = self.job.fingerprint()
@@ -218,9 +224,7 @@ class Run:
         if recovered is not None:
             self.reporter.close()
             return recovered
-        for source in self.sources:  # missing credentials fail here, before anything is left behind
-            if source.spec.sandbox is None:
-                source.connection(self.options.env)
+        self._check_credentials()
         self.checkpoint = self._open_checkpoint()
         self.lease.set_run(self.checkpoint.run_id)
         results: dict[str, dict[str, Any]] = {}
