@@ -293,3 +293,55 @@ def test_workers_flag_runs_a_local_cluster_and_names_its_units(tmp_path: Path) -
     assert refused.stderr.splitlines()[0].startswith("error: output ") and "Traceback" not in refused.stderr
     both = _cli(tmp_path, "--workers", "2", "--cluster", "tcp://127.0.0.1:8786")
     assert both.returncode == 2 and "exclude each other" in both.stderr
+
+
+def test_the_coordinator_killed_then_rerun_resumes_from_the_staging_area(tmp_path: Path) -> None:
+    """``exporter run --workers 2`` SIGKILLed with its whole process group (coordinator, scheduler
+    and workers: the machine it ran on is gone) once a unit has a checkpoint with part files; the
+    same command again resumes the run from the staging area: exact rows, nothing published before,
+    and fewer requests than a whole run (what the unit checkpoints held is not fetched again)."""
+    config = TradesyncSimConfig(accounts=400, trades_per_account=25, latency_ms=15, rate_limit_rps=0)
+    with tradesync_simulator(config) as (url, sim):
+        job = tmp_path / "killed.toml"
+        job.write_text('name = "killed"\nrows_per_file = 1000\n[sources.tradesync]\npage_size = 100\nconcurrency = 2\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESYNC_")}
+        env |= {"TRADESYNC_BASE_URL": url, "TRADESYNC_API_KEY": "sim-key", "TRADESYNC_API_SECRET": "sim-secret",
+                "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        command = [sys.executable, "-m", "exporter", "run", str(job), "-o", str(tmp_path / "out"), "--workers", "2"]
+        reference = subprocess.run([*command[:5], "-o", str(tmp_path / "whole")], env=env, capture_output=True,
+                                   text=True, timeout=180)  # one process: what a whole run asks for
+        assert reference.returncode == 0, reference.stderr[-3000:]
+        whole = sim.state()["requests_total"]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        units = tmp_path / "out" / "_staging" / "killed" / "units"
+
+        def a_unit_has_parts() -> bool:
+            for path in units.rglob("*.json"):
+                try:
+                    state = json.loads(path.read_text())
+                except ValueError:
+                    continue
+                if any(d.get("parts") for d in state.get("datasets", {}).values()):
+                    return True
+            return False
+
+        deadline = time.monotonic() + 120
+        while not a_unit_has_parts():
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no unit checkpoint with parts"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        assert not list((tmp_path / "out").glob("tradesync/*/snapshot_date=*")), "a killed run published"
+        before = sim.state()["requests_total"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
+        again = sim.state()["requests_total"] - before
+        assert "resumed 1x" in done.stdout, done.stdout
+        assert again < whole, (again, whole)
+        accounts = read_dataset(tmp_path / "out", "tradesync", "accounts").column("id").to_pylist()
+        trades = read_dataset(tmp_path / "out", "tradesync", "trades").column("id").to_pylist()
+    assert sorted(accounts) == sorted(a["id"] for a in sim.expected_accounts())
+    assert sorted(trades) == [t["id"] for t in sim.expected_trades()] and len(set(trades)) == len(trades)
+    assert not (tmp_path / "out" / "_staging" / "killed").exists()
