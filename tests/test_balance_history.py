@@ -96,9 +96,10 @@ def test_rows_are_the_served_dailies_with_one_request_per_account(tmp_path: Path
     assert set(got.column("source").to_pylist()) == {"tradesync"}
     assert len(want) > 40 * 30  # days of history for every account, not a handful
     assert table_rows(got) == want
-    # one request per account (each history fits a page), plus the /accounts walk: 40 ids, one page
+    # one request per account (each history fits a page), plus the /accounts walk (40 ids, one
+    # page) and one probe of the highest id (the progress estimate's span)
     assert paths["dailies"] == 40 + 40  # the exporter's 40, and the test's own 40 reads above
-    assert paths["/accounts"] == 1
+    assert paths["/accounts"] == 2
 
 
 def test_paging_inside_one_account_follows_the_last_id_cursor(tmp_path: Path) -> None:
@@ -176,7 +177,7 @@ def test_incremental_history_fetches_the_new_days_and_the_overlap(tmp_path: Path
         requests = dict(paths)
         accounts = [int(a) for a in sim.account_ids()]
         want = expected_rows(base, accounts, SINCE)
-    assert requests == {"dailies": len(accounts), "/accounts": 1}
+    assert requests == {"dailies": len(accounts), "/accounts": 2}  # one page, and the span probe
     second_part = next(folder.glob(f"snapshot_date=*/run_id={second.run_id}"))
     second_rows = table_rows(ds.dataset(second_part, format="parquet").to_table())
     # the overlap (the first run's last 2 days) and the 3 new days, for every account
