@@ -8,7 +8,7 @@ Streams:
   global walk costs one request per 1,000 trades (200 trades per account: 5,000 requests).
 - ``/analyses/{account_id}/dailies`` feeds ``balance_history`` (asked for by name: it costs a
   request per account, the API has no bulk route for it): a fan-out over the account ids, which
-  a keyset walk of ``/accounts`` lists first (one request per 1,000 accounts).
+  stream in from a keyset walk of ``/accounts``, one page (up to 1,000 ids) at a time.
 """
 
 from __future__ import annotations
