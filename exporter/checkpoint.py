@@ -87,6 +87,12 @@ class Checkpoint:
         )
 
 
+class Replace(dict):  # type: ignore[type-arg]
+    """A progress value that replaces what the state holds instead of merging into it (a walk
+    moving on to its next batch drops the finished one's entries; plain merges only add keys).
+    Later deltas merge into it as usual, so it survives :func:`~exporter.walk.combine`."""
+
+
 def merge_progress(state: dict[str, Any], progress: dict[str, Any]) -> None:
     """Apply a page's progress to a walk state: nested dicts are merged, other values replaced.
 
@@ -96,7 +102,9 @@ def merge_progress(state: dict[str, Any], progress: dict[str, Any]) -> None:
     {'ranges': {'0': {'cursor': 9, 'done': False}}, 'pages': 2}
     """
     for key, value in progress.items():
-        if isinstance(value, dict) and isinstance(state.get(key), dict):
+        if isinstance(value, Replace):
+            state[key] = Replace(value)
+        elif isinstance(value, dict) and isinstance(state.get(key), dict):
             merge_progress(state[key], value)
         else:
             state[key] = value

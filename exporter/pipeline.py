@@ -139,8 +139,10 @@ class StreamPipeline:
             failed = failed_targets(walk_state)
             if failed:
                 sample = "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3])
+                # a streamed fan-out counts its targets instead of keeping them
+                planned = walk_state.get("accounts", len(walk_state.get("targets", [])))
                 raise IncompleteRun(
-                    f"{self.key}: {len(failed)} of {len(walk_state.get('targets', []))} requests "
+                    f"{self.key}: {len(failed)} of {planned} requests "
                     f"groups still failed after retries (e.g. {sample}). Nothing was published; rerun to "
                     "fetch only those (finished ones are checkpointed)"
                 )

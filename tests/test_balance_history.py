@@ -96,9 +96,10 @@ def test_rows_are_the_served_dailies_with_one_request_per_account(tmp_path: Path
     assert set(got.column("source").to_pylist()) == {"tradesync"}
     assert len(want) > 40 * 30  # days of history for every account, not a handful
     assert table_rows(got) == want
-    # one request per account (each history fits a page), plus the /accounts walk: 40 ids, one page
+    # one request per account (each history fits a page), plus the /accounts walk (40 ids, one
+    # page) and one probe of the highest id (the progress estimate's span)
     assert paths["dailies"] == 40 + 40  # the exporter's 40, and the test's own 40 reads above
-    assert paths["/accounts"] == 1
+    assert paths["/accounts"] == 2
 
 
 def test_paging_inside_one_account_follows_the_last_id_cursor(tmp_path: Path) -> None:
@@ -176,7 +177,7 @@ def test_incremental_history_fetches_the_new_days_and_the_overlap(tmp_path: Path
         requests = dict(paths)
         accounts = [int(a) for a in sim.account_ids()]
         want = expected_rows(base, accounts, SINCE)
-    assert requests == {"dailies": len(accounts), "/accounts": 1}
+    assert requests == {"dailies": len(accounts), "/accounts": 2}  # one page, and the span probe
     second_part = next(folder.glob(f"snapshot_date=*/run_id={second.run_id}"))
     second_rows = table_rows(ds.dataset(second_part, format="parquet").to_table())
     # the overlap (the first run's last 2 days) and the 3 new days, for every account
@@ -189,3 +190,75 @@ def test_incremental_history_fetches_the_new_days_and_the_overlap(tmp_path: Path
     # the latest row per account and day, across runs, is what the API serves now
     latest = duckdb.sql(LATEST.format(glob=folder / "**" / "*.parquet")).to_arrow_table()
     assert table_rows(latest) == want
+
+
+# ---- bounded plan: account ids stream in one /accounts page at a time
+
+BIG = TradesyncSimConfig(accounts=3000, trades_per_account=1, rate_limit_rps=0)
+OUTER_PAGE = 500
+
+
+def history_state(streams: dict) -> dict:
+    (state,) = [s["walk"] for key, s in streams.items() if "balance_history" in key]
+    return state
+
+
+def held_ids(state: dict) -> int:
+    """Account ids the walk state holds: the page in flight (its ids and per-account cursors) and
+    the failed accounts."""
+    page = state.get("page") or {}
+    return len(page.get("ids", [])) + len(page.get("progress", {})) + len(state.get("failed", {}))
+
+
+def test_the_checkpoint_holds_one_accounts_page_at_most(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter.checkpoint import Checkpoint
+
+    seen: list[tuple[int, int]] = []  # (ids held, accounts closed) at every save
+    real_save = Checkpoint.save
+
+    def save(self: Checkpoint) -> None:
+        state = history_state(self.streams)
+        seen.append((held_ids(state), int(state.get("accounts", 0))))
+        real_save(self)
+
+    monkeypatch.setattr(Checkpoint, "save", save)
+    with simulator(BIG) as (base, sim, paths):
+        run(history_job(page_size=OUTER_PAGE), tmp_path, tradesync_env(base), checkpoint_rows=500)
+        accounts = [int(a) for a in sim.account_ids()]
+        want = expected_rows(base, accounts, SINCE)
+    assert len(accounts) == 3000
+    assert len(seen) > 3000 // OUTER_PAGE  # saves all along the walk, not only at its end
+    # every page was closed along the way, and no save held more than one page of ids (each
+    # id at most twice: listed, and its dailies cursor)
+    assert {closed for _, closed in seen} >= set(range(0, 3001, OUTER_PAGE))
+    assert max(held for held, _ in seen) <= 2 * OUTER_PAGE
+    assert max(held for held, _ in seen) > 0  # the page in flight was checkpointed at all
+    assert paths["/accounts"] == 3000 // OUTER_PAGE + 1 + 1  # full pages, the empty last one, the probe
+    assert table_rows(read_dataset(tmp_path, "tradesync", "balance_history")) == want
+
+
+def test_a_kill_mid_run_then_rerun_gives_exact_rows_refetching_only_the_unfinished(tmp_path: Path) -> None:
+    from .chaos_helpers import exporter_env, read_checkpoint, run_exporter, start_exporter, write_job
+
+    job = write_job(tmp_path / "history.toml", "history", rows_per_file=1000, datasets=["balance_history"],
+                    history_since=SINCE, concurrency=4, page_size=OUTER_PAGE)
+    output = tmp_path / "out"
+    args = ["run", str(job), "--output", str(output)]
+    with simulator(BIG) as (base, sim, paths):
+        env = exporter_env(base)
+        killed = start_exporter(args, env, kill_point="checkpoint:40")
+        _, stderr = killed.communicate(timeout=120)
+        assert killed.returncode == -9, stderr
+        state = history_state(read_checkpoint(output, "history")["streams"])
+        closed, page = int(state.get("accounts", 0)), state.get("page") or {}
+        finished = sum(1 for p in page.get("progress", {}).values() if p.get("done"))
+        assert 0 < closed < 3000  # killed part-way through the accounts
+        assert held_ids(state) <= 2 * OUTER_PAGE
+        assert len(json.dumps(state)) < 40_000  # ~500 ids and their cursors, not 3,000
+        paths.clear()
+        rerun = run_exporter(args, env, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        # only the accounts not finished at the kill: not a closed page's, not the page's done ones
+        assert paths["dailies"] == 3000 - closed - finished
+        want = expected_rows(base, [int(a) for a in sim.account_ids()], SINCE)
+    assert table_rows(read_dataset(output, "tradesync", "balance_history")) == want

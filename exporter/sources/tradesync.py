@@ -8,7 +8,7 @@ Streams:
   global walk costs one request per 1,000 trades (200 trades per account: 5,000 requests).
 - ``/analyses/{account_id}/dailies`` feeds ``balance_history`` (asked for by name: it costs a
   request per account, the API has no bulk route for it): a fan-out over the account ids, which
-  a keyset walk of ``/accounts`` lists first (one request per 1,000 accounts).
+  stream in from a keyset walk of ``/accounts``, one page (up to 1,000 ids) at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
+from ..checkpoint import Replace
 from ..errors import DataError
 from ..estimate import Coverage
 from ..http import HttpClient, Response
@@ -299,9 +300,14 @@ def _no_records(response: Response) -> list[dict[str, Any]]:
 @dataclass
 class HistoryWalk:
     """Every account's daily history: a fan-out of one keyset list per account (one request each
-    for up to 1,000 days), bounded by the client's concurrency and sharing its rate limit. The
-    plan lists the account ids with a keyset walk of ``/accounts``, reading ids only; the targets
-    (and their start date) go into the checkpoint, so a rerun fetches only the failed accounts."""
+    for up to 1,000 days), bounded by the client's concurrency and sharing its rate limit.
+
+    The account ids stream in from a keyset walk of ``/accounts`` (ids only), one page at a time:
+    each page's accounts are fanned out, and only once all of them are finished does the walk read
+    the next page. The checkpoint holds the outer cursor (``after``), the page in flight (its ids
+    and each one's dailies cursor) and the accounts that failed, never every id: its size is bounded
+    by the page size, and a resumed run re-walks at most the unfinished accounts of that page. A
+    rerun after failures fetches only the failed accounts (closed pages are not read again)."""
 
     source: TradesyncSource
 
@@ -309,28 +315,119 @@ class HistoryWalk:
         self, client: HttpClient, emit: Emit, state: dict[str, Any], coverage: Coverage | None = None
     ) -> None:
         source = self.source
+        coverage = coverage if coverage is not None else Coverage()
         # a seeded incremental run starts after its cursor; else the job's window
         since = state.get("since") or source.history_start().isoformat()
         state.setdefault("since", since)
-
-        async def plan(client: HttpClient) -> list[Target]:
-            one = source.spec.filters.get("account_id")
-            ids = [int(one)] if one else await self._account_ids(client)
-            return [Target(str(a), f"/analyses/{a}/dailies", {"start_date": since}) for a in ids]
-
-        lists = OffsetLists("balance_history", plan, _no_records, lambda r: r["id"], source.spec.page_size,
-                            head=source.spec.limit, keyset=decode_list_page)
-        await lists.run(client, emit, state, coverage)
-
-    async def _account_ids(self, client: HttpClient) -> list[int]:
-        ids: list[int] = []
-        walker = KeysetWalker(self.source.spec.page_size)
-        while not walker.done:
+        state.setdefault("failed", {})
+        self._since = since
+        self._rows_left = source.spec.limit  # a pull's --limit, across pages
+        # the walk's own view of what is closed; the state only learns it once the rows are durable
+        self._after, self._accounts = state.get("after"), int(state.get("accounts", 0))
+        page: dict[str, Any] = state.get("page") or {}
+        in_flight = {str(a) for a in page.get("ids", [])}
+        # accounts that failed on pages already closed (a rerun): tried again first, alone
+        self._known_failed = {k for k, v in state["failed"].items() if v}
+        retry = sorted((k for k in self._known_failed if k not in in_flight), key=int)
+        one = source.spec.filters.get("account_id")
+        self._single = bool(one)
+        if one and not state.get("listed") and not page:
+            page = {"ids": [int(one)], "last": None, "listed": True}
+        self._plan_coverage(state, coverage)
+        if retry:
+            retried = (state.get("retry") or {}).get("progress", {})
+            await self._fan_out(client, emit, "retry", [int(k) for k in retry], retried, Coverage())
+            await emit(Page("balance_history", records=[], progress={"retry": Replace()}))
+        if page:
+            await self._finish_page(client, emit, state, page, coverage)
+        if one or state.get("listed"):
+            return
+        walker = KeysetWalker(source.spec.page_size, cursor=self._after)
+        while not walker.done and (self._rows_left is None or self._rows_left > 0):
             params = walker.next_params()
-            page = await client.request("GET", "/accounts", params=params, decode=decode_list_page)
-            keep = walker.update(page.ids, int(params["limit"]), page.meta_limit)
-            ids.extend(page.ids[keep.start : keep.stop])
-        return ids
+            listed = await client.request("GET", "/accounts", params=params, decode=decode_list_page)
+            keep = walker.update(listed.ids, int(params["limit"]), listed.meta_limit)
+            page = {"ids": listed.ids[keep.start : keep.stop], "last": walker.cursor, "listed": walker.done}
+            # the page's plan reaches the checkpoint with (or before) its first rows
+            await emit(Page("balance_history", records=[], progress={"page": Replace(page, progress={})}))
+            await self._finish_page(client, emit, state, page, coverage)
+
+    def _plan_coverage(self, state: dict[str, Any], coverage: Coverage) -> None:
+        """The share of the id span (lowest to highest account id, read once and stored) below the
+        outer cursor: the listing's pages say nothing of the total."""
+        coverage.planned = True
+        if self._single:
+            coverage.unit, coverage.total, coverage.done = "lists", None, 0
+            return
+        coverage.estimated = True
+        low, high = int(state.get("lowest") or 0), int(state.get("highest") or 0)
+        self._span = (low, high)
+        coverage.total = max(1, high - low + 1)
+        after = self._after if self._after is not None else low - 1
+        coverage.done = max(0, min(high, int(after)) - low + 1) if high else 0
+
+    async def _finish_page(self, client: HttpClient, emit: Emit, state: dict[str, Any],
+                           page: dict[str, Any], coverage: Coverage) -> None:
+        ids: list[int] = [int(a) for a in page["ids"]]
+        if ids and not self._single and not state.get("highest"):
+            top = await client.request("GET", "/accounts", params={"order": "desc", "limit": "1"},
+                                       decode=decode_list_page)
+            state["lowest"], state["highest"] = ids[0], max([*top.ids[:1], ids[-1]])
+            self._plan_coverage(state, coverage)
+        low, high = self._span if not self._single else (0, 0)
+        last = page.get("last")
+        # this page covers the id span from the previous cursor up to its last id
+        first = max(low, int(self._after) + 1) if self._after is not None else low
+        width = max(0, min(high, int(last if last is not None else high)) - first + 1) if high else 0
+        before, part = coverage.done, Coverage()
+
+        def moved() -> None:
+            if width and part.total:
+                coverage.done = before + width * part.done / part.total
+
+        await self._fan_out(client, emit, "page", ids, page.get("progress", {}), part, moved)
+        self._accounts += len(ids)
+        closed: dict[str, Any] = {"page": Replace(), "accounts": self._accounts}
+        if last is not None:
+            closed["after"] = self._after = last
+        if page.get("listed"):
+            closed["listed"] = True
+        await emit(Page("balance_history", records=[], progress=closed))
+        coverage.done = before + width if width else coverage.done
+
+    async def _fan_out(self, client: HttpClient, emit: Emit, slot: str, ids: list[int], progress: dict[str, Any],
+                       coverage: Coverage, moved: Any = None) -> None:
+        """One page's accounts (or the failed ones again) through :class:`OffsetLists`; its state
+        lives under ``slot``, failures go to the run-wide ``failed``."""
+        targets = [[str(a), f"/analyses/{a}/dailies", {"start_date": self._since}] for a in ids]
+        sub = {"targets": targets, "progress": dict(progress), "failed": {}}
+
+        async def emit_up(page: Page) -> None:
+            failed = page.progress.get("failed", {})
+            # a success clears only a failure recorded before; new ones are kept (small)
+            failed = {k: v for k, v in failed.items() if v or k in self._known_failed}
+            lifted: dict[str, Any] = {}
+            if "progress" in page.progress:
+                lifted[slot] = {"progress": page.progress["progress"]}
+            if failed:
+                lifted["failed"] = failed
+            page.progress = {**{k: v for k, v in page.progress.items() if k not in ("progress", "failed")}, **lifted}
+            if self._rows_left is not None:
+                self._rows_left -= page.size
+            await emit(page)
+            if moved is not None:
+                moved()
+
+        head = self._rows_left
+        if head is not None and head <= 0:
+            return
+        lists = OffsetLists("balance_history", _no_plan, _no_records, lambda r: r["id"], self.source.spec.page_size,
+                            head=head, keyset=decode_list_page)
+        await lists.run(client, emit_up, sub, coverage)
+
+
+async def _no_plan(client: HttpClient) -> list[Target]:
+    raise AssertionError("HistoryWalk plans each page itself")
 
 
 def _history_incremental(source: TradesyncSource) -> bool:
