@@ -79,7 +79,6 @@ def logged_simulator(config: Any) -> Iterator[tuple[str, Any, RequestLog]]:
     """A Tradesync simulator over loopback HTTP whose app records each request before handling it."""
     from aiohttp import web
 
-    from exporter.sandbox._sim_base import run_simulator_in_thread
     from exporter.sandbox.tradesync import TradesyncSimulator
 
     simulator = TradesyncSimulator(config)
@@ -91,13 +90,23 @@ def logged_simulator(config: Any) -> Iterator[tuple[str, Any, RequestLog]]:
             log.entries.append(LoggedRequest(log.attempt, request.path, dict(request.query)))
         return await handler(request)
 
-    def make_app() -> web.Application:
+    with serve_with(simulator, record) as base_url:
+        yield base_url, simulator, log
+
+
+@contextmanager
+def serve_with(simulator: Any, middleware: Callable) -> Iterator[str]:
+    """``simulator`` over loopback HTTP with ``middleware`` seeing every request first (to count,
+    hold or fail requests); yields the base URL."""
+    from exporter.sandbox._sim_base import run_simulator_in_thread
+
+    def make_app() -> Any:
         app = simulator.make_app()
-        app.middlewares.append(record)
+        app.middlewares.append(middleware)
         return app
 
     with run_simulator_in_thread(make_app) as base_url:
-        yield base_url, simulator, log
+        yield base_url
 
 
 def served_records(base_url: str, path: str) -> list[dict[str, Any]]:

@@ -19,9 +19,9 @@ from aiohttp import web
 
 from exporter.errors import IncompleteRun
 from exporter.incremental import history_cursor, history_start, seed_history
-from exporter.sandbox.base import run_simulator_in_thread
 from exporter.sandbox.tradesync import TradesyncSimConfig, TradesyncSimulator
 
+from .chaos_helpers import serve_with
 from .helpers import make_job, read_dataset, run, tradesync_env
 
 AUTH = "Basic " + base64.b64encode(b"sim-key:sim-secret").decode()
@@ -69,12 +69,7 @@ def simulator(config: TradesyncSimConfig, fail_account: int | None = None):
                                       "message": "boom"}, status=500)
         return await handler(request)
 
-    def app() -> web.Application:
-        made = sim.make_app()
-        made.middlewares.append(count)
-        return made
-
-    with run_simulator_in_thread(app) as base:
+    with serve_with(sim, count) as base:
         yield base, sim, paths
 
 

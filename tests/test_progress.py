@@ -39,7 +39,7 @@ from exporter.sources.traderevolution import TokenAuth, TraderEvolutionSource
 from exporter.sources.tradesync import BasicAuth, decode_list_page
 from exporter.walk import KeysetCollection, OffsetLists, Page
 
-from .chaos_helpers import durable_rows, read_checkpoint
+from .chaos_helpers import durable_rows, read_checkpoint, serve_with
 from .helpers import make_job, tradesync_env
 from .terminal import read_screen
 
@@ -58,7 +58,6 @@ def watched_simulator(config: TradesyncSimConfig, on_request: Callable[[], None]
     answered: a look at the client's state while that request is still unanswered."""
     from aiohttp import web
 
-    from exporter.sandbox._sim_base import run_simulator_in_thread
     from exporter.sandbox.tradesync import TradesyncSimulator
 
     simulator = TradesyncSimulator(config)
@@ -69,12 +68,7 @@ def watched_simulator(config: TradesyncSimConfig, on_request: Callable[[], None]
             on_request()
         return await handler(request)
 
-    def make_app() -> web.Application:
-        app = simulator.make_app()
-        app.middlewares.append(watch)
-        return app
-
-    with run_simulator_in_thread(make_app) as base_url:
+    with serve_with(simulator, watch) as base_url:
         yield base_url
 
 

@@ -24,6 +24,7 @@ from .chaos_helpers import (
     error_lines,
     exporter_env,
     run_exporter,
+    serve_with,
     start_exporter,
     wait_for,
     write_job,
@@ -176,12 +177,7 @@ def test_a_second_run_of_the_same_job_is_refused_with_exit_4_and_touches_nothing
             await asyncio.get_running_loop().run_in_executor(None, gate.wait, 120)
         return await handler(request)
 
-    def app() -> web.Application:
-        application = simulator.make_app()
-        application.middlewares.append(hold)
-        return application
-
-    with run_simulator_in_thread(app) as url:
+    with serve_with(simulator, hold) as url:
         env = exporter_env(url) | s3.env()
         output = s3.url("overlap") if where == "s3" else str(tmp_path / "out")
         first = start_exporter(["run", str(job_file), "--output", output], env)
