@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 from .errors import UnsafeRemoval
 
@@ -72,10 +70,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    write_bytes_atomic(path, json.dumps(value, indent=2, default=str).encode())
 
 
 def remove_staging_tree(output_root: Path, path: Path) -> None:

@@ -136,8 +136,7 @@ class Run:
 
     def _claim_output(self) -> RunResult | None:
         """Reach the storage, take the lease, and finish an interrupted commit if there is one."""
-        check = getattr(self.storage, "check", None) or self.storage.ensure_root  # type: ignore[attr-defined]
-        check()
+        self.storage.reach()
         if self.tables is not None:
             self.tables.check()  # an unreachable catalog fails now, not after the whole fetch
         self.lease.acquire()

@@ -92,8 +92,10 @@ class Storage(ABC):
         """Drop what a crash left under ``prefix`` after the last checkpoint: unfinished uploads,
         and finished ones of this run (``tag`` in their name) that ``keep`` does not list."""
 
-    def exists(self, key: str) -> bool:
-        return self.read(key) is not None
+    @abstractmethod
+    def reach(self) -> None:
+        """Fail early, in one line, if the output cannot be used: a folder that cannot be created or
+        written, a bucket that is missing or out of reach."""
 
     def describe(self, key: str) -> str:
         return f"{self.url.rstrip('/')}/{key}"

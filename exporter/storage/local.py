@@ -60,7 +60,7 @@ class LocalStorage(Storage):
     def path(self, key: str) -> Path:
         return self.root / key if key else self.root
 
-    def ensure_root(self) -> None:
+    def reach(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

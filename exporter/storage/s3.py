@@ -204,8 +204,8 @@ class S3Storage(Storage):
         except BotoCoreError as exc:
             raise StorageError(f"{self.url}: S3 unreachable ({type(exc).__name__}: {exc})") from None
 
-    def check(self) -> None:
-        """Fail early, in one line, on a bucket that is missing or out of reach."""
+    def reach(self) -> None:
+        """A bucket that is missing or out of reach fails here, in one line (few retries)."""
         try:
             self.call("head_bucket", client=self.probe, Bucket=self.bucket)
         except StorageError as exc:
